@@ -1,0 +1,453 @@
+"""Hugging Face `T5ForConditionalGeneration` checkpoints in and out, without torch.
+
+Only safetensors are read or written: a pickled `pytorch_model.bin` can run arbitrary code when
+it is opened, so it never is. Tensors are converted one at a time, so importing an 11B model
+needs about one copy of its parameters in memory, not two.
+"""
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read bf16 files)
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from t0jax.model.config import T5Config
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+VOCAB_FILE = "spiece.model"
+
+_ARCHITECTURES = ("T5ForConditionalGeneration", "T5WithLMHeadModel")
+# HF's "gated-gelu" is the tanh approximation of GELU ("gelu_new"), as is t0jax's "gelu".
+_FEED_FORWARD = {"relu": ("relu",), "gated-gelu": ("gelu", "linear"),
+                 "gated-gelu_new": ("gelu", "linear")}
+# Tensors some exports carry that add nothing: copies of `shared.weight`, and a cross-attention
+# bias table that T5 never uses.
+_REDUNDANT = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
+              "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
+_LAYER = re.compile(r"layers_(\d+)$")
+
+
+class CheckpointError(ValueError):
+  """A checkpoint t0jax cannot read or write; the message names the file and what to do."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+  """A checkpoint directory or one of its files does not exist."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensor:
+  hf_name: str
+  path: tuple  # in the unscanned t0jax tree
+  kind: str  # how PyTorch's layout maps onto t0jax's: see `_to_t0jax`
+  hf_shape: tuple
+
+
+def _to_t0jax(kind: str, w: np.ndarray, cfg: T5Config) -> np.ndarray:
+  # PyTorch Linear weights are [out, in]; flax kernels are [in, out] with heads split out.
+  d, h, k = cfg.d_model, cfg.num_heads, cfg.head_dim
+  if kind == "qkv":
+    return w.T.reshape(d, h, k)
+  if kind == "attention_out":
+    return w.T.reshape(h, k, d)
+  if kind == "transpose":
+    return w.T
+  return w
+
+
+def _to_hf(kind: str, x: np.ndarray, cfg: T5Config) -> np.ndarray:
+  d, hk = cfg.d_model, cfg.num_heads * cfg.head_dim
+  if kind == "qkv":
+    return x.reshape(d, hk).T
+  if kind == "attention_out":
+    return x.reshape(hk, d).T
+  if kind == "transpose":
+    return x.T
+  return x
+
+
+def _t0jax_shape(t: _Tensor, cfg: T5Config) -> tuple:
+  return _to_t0jax(t.kind, np.empty(t.hf_shape, np.int8), cfg).shape
+
+
+def _tensors(cfg: T5Config) -> list:
+  """Every tensor of an HF T5 checkpoint for `cfg`, with its place in the t0jax tree."""
+  d, hk, f, v = cfg.d_model, cfg.num_heads * cfg.head_dim, cfg.d_ff, cfg.vocab_size
+  gated = len(cfg.mlp_activations) > 1
+  wi = [f"wi_{i}" for i in range(len(cfg.mlp_activations))] if gated else ["wi"]
+  out = [_Tensor("shared.weight", ("token_embedder", "embedding"), "copy", (v, d))]
+
+  def norm(name, path):
+    out.append(_Tensor(name, path + ("scale",), "copy", (d,)))
+
+  def attention(prefix, path):
+    for hf, mine in (("q", "query"), ("k", "key"), ("v", "value")):
+      out.append(_Tensor(f"{prefix}.{hf}.weight", path + (mine, "kernel"), "qkv", (hk, d)))
+    out.append(_Tensor(f"{prefix}.o.weight", path + ("out", "kernel"), "attention_out", (d, hk)))
+
+  def mlp(prefix, path):
+    for name in wi:
+      out.append(_Tensor(f"{prefix}.{name}.weight", path + ("mlp", name, "kernel"), "transpose",
+                         (f, d)))
+    out.append(_Tensor(f"{prefix}.wo.weight", path + ("mlp", "wo", "kernel"), "transpose", (d, f)))
+
+  rel = (cfg.relative_attention_num_buckets, cfg.num_heads)
+  for stack, n in (("encoder", cfg.num_layers), ("decoder", cfg.decoder_layers)):
+    out.append(_Tensor(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                       (stack, "relpos_bias", "rel_embedding"), "transpose", rel))
+    for i in range(n):
+      b, p = f"{stack}.block.{i}.layer", (stack, f"layers_{i}")
+      if stack == "encoder":
+        norm(f"{b}.0.layer_norm.weight", p + ("pre_attention_layer_norm",))
+        attention(f"{b}.0.SelfAttention", p + ("attention",))
+        norm(f"{b}.1.layer_norm.weight", p + ("pre_mlp_layer_norm",))
+        mlp(f"{b}.1.DenseReluDense", p)
+      else:
+        norm(f"{b}.0.layer_norm.weight", p + ("pre_self_attention_layer_norm",))
+        attention(f"{b}.0.SelfAttention", p + ("self_attention",))
+        norm(f"{b}.1.layer_norm.weight", p + ("pre_cross_attention_layer_norm",))
+        attention(f"{b}.1.EncDecAttention", p + ("encoder_decoder_attention",))
+        norm(f"{b}.2.layer_norm.weight", p + ("pre_mlp_layer_norm",))
+        mlp(f"{b}.2.DenseReluDense", p)
+    norm(f"{stack}.final_layer_norm.weight", (stack, f"{stack}_norm"))
+  if not cfg.tie_word_embeddings:
+    out.append(_Tensor("lm_head.weight", ("decoder", "logits_dense", "kernel"), "transpose", (v, d)))
+  return out
+
+
+def _np_dtype(dtype) -> np.dtype:
+  try:
+    return np.dtype(dtype)
+  except TypeError as e:
+    raise CheckpointError(f"Unknown dtype {dtype!r}: use float32, bfloat16 or float16.") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json
+
+
+def config_from_hf(hf: dict, source: str = CONFIG_FILE) -> T5Config:
+  """The T5Config of an HF config.json dict (HF's defaults for absent keys).
+
+  `tie_word_embeddings` here means "logits through the embedding, scaled by d_model**-0.5", which
+  is what HF's flag meant until transformers 5 split it into `scale_decoder_outputs`.
+  """
+  model_type, archs = hf.get("model_type", "t5"), hf.get("architectures") or []
+  if model_type != "t5" or any(a not in _ARCHITECTURES for a in archs):
+    raise CheckpointError(
+        f"{source}: model_type {model_type!r}, architectures {archs} is not supported. t0jax reads "
+        "T5ForConditionalGeneration checkpoints (T5 v1.0, v1.1, LM-adapted, T0/T0p/T0pp); mT5, "
+        "umT5, LongT5 and encoder-only models have other layouts.")
+  proj = hf.get("feed_forward_proj", "relu")
+  if proj not in _FEED_FORWARD:
+    raise CheckpointError(f"{source}: feed_forward_proj {proj!r} is unsupported; t0jax supports "
+                          f"{sorted(_FEED_FORWARD)}.")
+  scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
+  num_layers = int(hf.get("num_layers", 6))
+  return T5Config(
+      vocab_size=int(hf.get("vocab_size", 32128)), d_model=int(hf.get("d_model", 512)),
+      num_heads=int(hf.get("num_heads", 8)), head_dim=int(hf.get("d_kv", 64)),
+      d_ff=int(hf.get("d_ff", 2048)), num_layers=num_layers,
+      num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
+      mlp_activations=_FEED_FORWARD[proj], tie_word_embeddings=bool(scaled),
+      relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
+      relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
+      dropout_rate=float(hf.get("dropout_rate", 0.1)),
+      layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)))
+
+
+def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
+  """A complete transformers T5Config dict for `cfg` (both the pre- and post-5.0 tie flags)."""
+  acts = tuple(cfg.mlp_activations)
+  proj = {("relu",): "relu", ("gelu", "linear"): "gated-gelu"}.get(acts)
+  if proj is None:
+    raise CheckpointError(f"T5Config.mlp_activations={acts} has no Hugging Face equivalent; HF T5 "
+                          "supports ('relu',) (v1.0) and ('gelu', 'linear') (v1.1).")
+  dtype_name = _np_dtype(dtype).name
+  return {
+      "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
+      "vocab_size": cfg.vocab_size, "d_model": cfg.d_model, "d_kv": cfg.head_dim,
+      "d_ff": cfg.d_ff, "num_heads": cfg.num_heads, "num_layers": cfg.num_layers,
+      "num_decoder_layers": cfg.decoder_layers,
+      "relative_attention_num_buckets": cfg.relative_attention_num_buckets,
+      "relative_attention_max_distance": cfg.relative_attention_max_distance,
+      "dropout_rate": cfg.dropout_rate, "layer_norm_epsilon": cfg.layer_norm_epsilon,
+      "initializer_factor": 1.0, "feed_forward_proj": proj,
+      "dense_act_fn": "relu" if proj == "relu" else "gelu_new", "is_gated_act": proj != "relu",
+      "tie_word_embeddings": cfg.tie_word_embeddings,
+      "scale_decoder_outputs": cfg.tie_word_embeddings,
+      "is_encoder_decoder": True, "use_cache": True, "decoder_start_token_id": 0,
+      "pad_token_id": 0, "eos_token_id": 1, "torch_dtype": dtype_name, "dtype": dtype_name,
+  }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class _TensorFiles:
+  """The safetensors files of a checkpoint directory, opened lazily (memory-mapped)."""
+
+  def __init__(self, directory: Path):
+    index, single = directory / INDEX_FILE, directory / WEIGHTS_FILE
+    if index.exists():
+      try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+      except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{index}: not a safetensors index (needs a 'weight_map' "
+                              f"object): {e}") from e
+      files = [directory / name for name in sorted(set(weight_map.values()))]
+    elif single.exists():
+      files = [single]
+    else:
+      raise CheckpointNotFoundError(_no_safetensors_message(directory))
+    self._handles, self.names = [], {}
+    for file in files:
+      if not file.exists():
+        raise CheckpointNotFoundError(f"{index} lists shard {file.name}, which is missing from "
+                                      f"{directory}; download the complete checkpoint.")
+      handle = safe_open(str(file), framework="np")
+      self._handles.append(handle)
+      for name in handle.keys():
+        self.names[name] = handle
+
+  def shape(self, name: str) -> tuple:
+    return tuple(self.names[name].get_slice(name).get_shape())
+
+  def get(self, name: str) -> np.ndarray:
+    return self.names[name].get_tensor(name)
+
+
+def _no_safetensors_message(directory: Path) -> str:
+  found = sorted(p.name for p in directory.glob("*.bin")) + sorted(
+      p.name for p in directory.glob("*.h5")) + sorted(p.name for p in directory.glob("*.msgpack"))
+  msg = f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}"
+  if not found:
+    return msg + "; point --checkpoint at a Hugging Face T5 checkpoint directory."
+  return (msg + f" (found {', '.join(found)}). t0jax reads safetensors only and never unpickles "
+          "PyTorch .bin files (unpickling can run arbitrary code). Convert once with transformers:\n"
+          "  python -c \"from transformers import T5ForConditionalGeneration as M; "
+          f"M.from_pretrained('{directory}').save_pretrained('{directory}-safetensors', "
+          "safe_serialization=True)\"")
+
+
+def _read_config(directory: Path) -> dict:
+  if not directory.is_dir():
+    raise CheckpointNotFoundError(f"Checkpoint directory {directory} does not exist.")
+  path = directory / CONFIG_FILE
+  if not path.exists():
+    raise CheckpointNotFoundError(f"{directory} has no {CONFIG_FILE}; a Hugging Face checkpoint "
+                                  "directory holds config.json next to model.safetensors.")
+  try:
+    return json.loads(path.read_text())
+  except ValueError as e:
+    raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+
+
+def _output_head(cfg: T5Config, files: _TensorFiles):
+  """How the checkpoint computes logits: (cfg, source tensor name, factor folded into it).
+
+  t0jax ties the head only in v1.0's way (embedding, scaled). A tied-but-unscaled head or an
+  untied-but-scaled one is loaded untied, with the scale folded into the kernel.
+  """
+  has_head = "lm_head.weight" in files.names
+  if cfg.tie_word_embeddings:
+    if not has_head or np.array_equal(files.get("lm_head.weight"), files.get("shared.weight")):
+      return cfg, None, 1.0
+    return cfg.replace(tie_word_embeddings=False), "lm_head.weight", cfg.d_model ** -0.5
+  return cfg, ("lm_head.weight" if has_head else "shared.weight"), 1.0
+
+
+def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False):
+  """(T5Config, params) from an HF T5ForConditionalGeneration directory of safetensors.
+
+  Parameters are numpy arrays of `dtype` (bf16 or fp32 on disk is converted); `scan_layers`
+  returns the scanned layout directly (stacked arrays filled in place, no second copy).
+  """
+  directory = Path(directory)
+  cfg = config_from_hf(_read_config(directory), str(directory / CONFIG_FILE))
+  dtype = _np_dtype(dtype)
+  files = _TensorFiles(directory)
+  cfg, head_source, head_factor = _output_head(cfg, files)
+  entries = _tensors(cfg)
+  if head_source is not None:
+    entries[-1] = dataclasses.replace(entries[-1], hf_name=head_source)
+
+  wanted = {t.hf_name for t in entries}
+  missing = [t.hf_name for t in entries if t.hf_name not in files.names]
+  if missing:
+    raise CheckpointError(
+        f"{directory}: {len(missing)} tensor(s) that {CONFIG_FILE} implies are missing, e.g. "
+        f"{missing[:3]}. Check that config.json belongs to these weights.")
+  allowed = wanted | set(_REDUNDANT) | {"lm_head.weight"}
+  unexpected = sorted(set(files.names) - allowed)
+  if unexpected:
+    raise CheckpointError(
+        f"{directory}: {len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}; the weights "
+        f"do not match a T5ForConditionalGeneration with this {CONFIG_FILE}.")
+
+  cfg = cfg.replace(scan_layers=scan_layers)
+  params: dict = {}
+  for t in entries:
+    found = files.shape(t.hf_name)
+    if found != t.hf_shape:
+      raise CheckpointError(
+          f"{directory}: tensor {t.hf_name} (t0jax {'/'.join(t.path)}) has shape {list(found)}, "
+          f"expected {list(t.hf_shape)} from {CONFIG_FILE}.")
+    value = _to_t0jax(t.kind, files.get(t.hf_name), cfg)
+    if t.path == ("decoder", "logits_dense", "kernel") and head_factor != 1.0:
+      value = value.astype(np.float32) * np.float32(head_factor)
+    _place(params, t.path, np.ascontiguousarray(value, dtype=dtype), cfg)
+  return cfg, params
+
+
+def _place(params: dict, path: tuple, value: np.ndarray, cfg: T5Config) -> None:
+  match = _LAYER.match(path[1]) if len(path) > 2 else None
+  if cfg.scan_layers and match:
+    node = params.setdefault(path[0], {}).setdefault("layers", {})
+    for key in path[2:-1]:
+      node = node.setdefault(key, {})
+    if path[-1] not in node:
+      n = cfg.num_layers if path[0] == "encoder" else cfg.decoder_layers
+      node[path[-1]] = np.empty((n,) + value.shape, value.dtype)
+    node[path[-1]][int(match.group(1))] = value
+    return
+  node = params
+  for key in path[:-1]:
+    node = node.setdefault(key, {})
+  node[path[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def _lookup(params, path: tuple):
+  """A leaf by its unscanned path, reading scanned (`layers`, stacked) trees one layer at a time."""
+  match = _LAYER.match(path[1]) if len(path) > 2 else None
+  node, keys, index = params, path, None
+  if match and path[0] in params and "layers" in params[path[0]]:
+    node, keys, index = params[path[0]]["layers"], path[2:], int(match.group(1))
+  for key in keys:
+    if not isinstance(node, dict) or key not in node:
+      raise CheckpointError(f"params has no {'/'.join(path)}; they do not match the T5Config "
+                            "given to save_hf_checkpoint.")
+    node = node[key]
+  return node if index is None else node[index]
+
+
+def _leaf_paths(params, cfg: T5Config) -> Iterator[tuple]:
+  def walk(node, prefix):
+    if isinstance(node, dict):
+      for k, v in node.items():
+        yield from walk(v, prefix + (k,))
+    else:
+      yield prefix
+  for path in walk(params, ()):
+    if len(path) > 2 and path[1] == "layers":
+      n = cfg.num_layers if path[0] == "encoder" else cfg.decoder_layers
+      yield from ((path[0], f"layers_{i}") + path[2:] for i in range(n))
+    else:
+      yield path
+
+
+def _parse_size(size) -> int:
+  if isinstance(size, (int, float)):
+    return int(size)
+  m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(size), re.IGNORECASE)
+  if not m:
+    raise CheckpointError(f"max_shard_size={size!r}: use bytes or a size like '2GB' or '500MB'.")
+  unit = (m.group(2) or "B").upper()
+  scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
+           "GIB": 2**30}[unit]
+  return int(float(m.group(1)) * scale)
+
+
+def _plan_shards(entries: list, itemsize: int, max_bytes: int) -> list:
+  shards, current, used = [], [], 0
+  for t in entries:
+    size = math.prod(t.hf_shape) * itemsize
+    if current and used + size > max_bytes:
+      shards.append(current)
+      current, used = [], 0
+    current.append(t)
+    used += size
+  return shards + [current]
+
+
+def save_hf_checkpoint(params, cfg: T5Config, directory, *, dtype=np.float32,
+                       max_shard_size="2GB", vocab_path: Optional[str] = None,
+                       overwrite: bool = False) -> Path:
+  """Write `params` as an HF T5ForConditionalGeneration checkpoint that transformers loads.
+
+  Accepts the unscanned or the scanned layout. Files are written to a temporary sibling directory
+  that is renamed into place at the end, so a crash never leaves a half-written checkpoint. Peak
+  extra memory is one shard (`max_shard_size`) of converted tensors.
+  """
+  target = Path(directory)
+  if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+    raise CheckpointError(f"{target} already exists and is not empty; choose a new directory or "
+                          "pass overwrite=True.")
+  if vocab_path is not None and not Path(vocab_path).is_file():
+    raise CheckpointNotFoundError(f"Vocabulary {vocab_path} does not exist; pass the "
+                                  "sentencepiece model the checkpoint was trained with.")
+  dtype = _np_dtype(dtype)
+  hf_config = config_to_hf(cfg, dtype)
+  entries = _tensors(cfg)
+  exported = {t.path for t in entries}
+  extra = sorted("/".join(p) for p in set(_leaf_paths(params, cfg)) - exported)
+  if extra:
+    raise CheckpointError(f"params hold {len(extra)} parameter(s) the T5Config does not describe, "
+                          f"e.g. {extra[:3]}; pass the config the params were created with.")
+  for t in entries:
+    found, expected = tuple(np.shape(_lookup(params, t.path))), _t0jax_shape(t, cfg)
+    if found != expected:
+      raise CheckpointError(f"parameter {'/'.join(t.path)} has shape {list(found)}, expected "
+                            f"{list(expected)} from the T5Config.")
+
+  shards = _plan_shards(entries, dtype.itemsize, _parse_size(max_shard_size))
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+  try:
+    weight_map = {}
+    for i, shard in enumerate(shards):
+      name = WEIGHTS_FILE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+      tensors = {t.hf_name: np.ascontiguousarray(
+          _to_hf(t.kind, np.asarray(_lookup(params, t.path)), cfg), dtype=dtype) for t in shard}
+      save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+      weight_map.update({t.hf_name: name for t in shard})
+      del tensors
+    if len(shards) > 1:
+      total = sum(math.prod(t.hf_shape) for t in entries) * dtype.itemsize
+      (tmp / INDEX_FILE).write_text(json.dumps(
+          {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (tmp / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    if vocab_path is not None:
+      shutil.copyfile(vocab_path, tmp / VOCAB_FILE)
+    _move_into_place(tmp, target)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return target
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+  if target.is_dir() and any(target.iterdir()):
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old / "checkpoint")
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    if target.exists() and not target.is_dir():
+      target.unlink()
+    os.replace(tmp, target)  # an empty directory is replaced atomically
