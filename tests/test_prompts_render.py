@@ -163,8 +163,8 @@ def test_missing_field_is_detected_in_conditions_answer_choices_and_nested_keys(
 
 
 def test_default_filter_and_defined_test_still_handle_absent_fields():
-    template = make("{{ title | default('untitled') }}{% if body is defined %} {{ body }}{% endif %}"
-                    " ||| x")
+    template = make("{{ title | default('untitled') }}"
+                    "{% if body is defined %} {{ body }}{% endif %} ||| x")
     assert template.apply({}).input == "untitled"
     assert template.apply({"title": "T", "body": "B"}).input == "T B"
 

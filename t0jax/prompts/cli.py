@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-from t0jax.prompts.errors import MissingFieldError, TemplateError
-from t0jax.prompts.render import apply_template, skip_reason
+from t0jax.prompts.errors import TemplateError
+from t0jax.prompts.render import apply_or_skip
 from t0jax.prompts.templates import load_templates
 
 _PROG = "t0jax prompts"
@@ -58,18 +58,13 @@ def _read_example(source: str) -> dict:
 
 
 def _line(template, example: dict) -> dict:
+    rendered, reason = apply_or_skip(template, example)
     line = {"name": template.name, "input": None, "target": None, "choices": None,
-            "original_task": template.metadata.original_task, "applies": False}
-    try:
-        rendered = apply_template(template, example)
-    except MissingFieldError as error:
-        line["reason"] = skip_reason(error)
-        return line
+            "original_task": template.metadata.original_task, "applies": rendered is not None}
     if rendered is None:
-        line["reason"] = "empty"
-        return line
-    line.update(input=rendered.input, target=rendered.target, choices=rendered.choices,
-                applies=True)
+        line["reason"] = reason
+    else:
+        line.update(input=rendered.input, target=rendered.target, choices=rendered.choices)
     return line
 
 

@@ -84,7 +84,8 @@ class _StrictFieldUndefined(jinja2.StrictUndefined):
 # is invisible to `str()`, `+`, `==`, iteration... until they are rebound here.
 for _cls in (jinja2.Undefined, jinja2.StrictUndefined):
     for _name, _value in list(vars(_cls).items()):
-        if _value is jinja2.Undefined._fail_with_undefined_error and _name != "_fail_with_undefined_error":
+        failing = _value is jinja2.Undefined._fail_with_undefined_error
+        if failing and _name != "_fail_with_undefined_error":
             setattr(_StrictFieldUndefined, _name, _StrictFieldUndefined._fail_with_undefined_error)
 
 
@@ -178,8 +179,8 @@ def check_syntax(template: Any) -> None:
             hint = "Fix the Jinja source."
             if truncate and _parses(source):
                 hint = ("The source itself parses, but promptsource's truncation rewrites every "
-                        "'}}' as ' | string | truncate(2048) }}', which breaks it: do not use '-}}' "
-                        "whitespace control or '}}' inside strings and {% %} tags.")
+                        "'}}' as ' | string | truncate(2048) }}', which breaks it: do not use "
+                        "'-}}' whitespace control or '}}' inside strings and {% %} tags.")
             raise TemplateSyntaxError(f"{describe(template)}: Jinja syntax error in `{part}`, "
                                       f"line {error.lineno}: {error.message}. {hint}") from None
 

@@ -78,8 +78,9 @@ class DatasetTemplates:
         close = difflib.get_close_matches(name, self.names, n=3)
         hint = f" Did you mean: {', '.join(map(repr, close))}?" if close else ""
         raise TemplateNotFoundError(
-            f"{self.path}: no template named {name!r} for {_dataset_label(self.dataset, self.subset)}."
-            f"{hint} Available: {', '.join(map(repr, self.names)) or 'none'}.")
+            f"{self.path}: no template named {name!r} for "
+            f"{_dataset_label(self.dataset, self.subset)}.{hint} "
+            f"Available: {', '.join(map(repr, self.names)) or 'none'}.")
 
 
 def _dataset_label(dataset: str, subset: str | None) -> str:
@@ -160,7 +161,8 @@ def _optional_bool(path: str, where: str, key: str, value: Any) -> bool | None:
 def _metadata(path: str, where: str, raw: Any) -> TemplateMetadata:
     if raw is None:
         return TemplateMetadata()
-    if not isinstance(raw, Mapping) or getattr(raw, "tag", "!TemplateMetadata") != "!TemplateMetadata":
+    tag = getattr(raw, "tag", "!TemplateMetadata")
+    if not isinstance(raw, Mapping) or tag != "!TemplateMetadata":
         _fail(path, f"{where}: `metadata` must be a mapping (tagged !TemplateMetadata or plain) "
                     f"with keys {', '.join(_METADATA_KEYS)}.")
     _check_keys(path, f"{where}: metadata", raw, _METADATA_KEYS)
@@ -206,7 +208,8 @@ def load_templates_file(path: str | os.PathLike) -> DatasetTemplates:
         with open(path, encoding="utf-8") as stream:
             data = yaml.load(stream, Loader=_TemplatesLoader)  # a safe loader: see the class
     except OSError as error:
-        raise TemplateNotFoundError(f"{path}: cannot read templates file: {error.strerror}.") from None
+        raise TemplateNotFoundError(
+            f"{path}: cannot read templates file: {error.strerror}.") from None
     except yaml.YAMLError as error:
         raise TemplateFormatError(f"{path}: not valid YAML for a templates file: {error}") from None
     except UnicodeDecodeError as error:
@@ -228,8 +231,9 @@ def load_templates_file(path: str | os.PathLike) -> DatasetTemplates:
     for key, raw in raw_templates.items():
         template = _template(path, key, raw)
         if template.name in ids_by_name:
-            _fail(path, f"two templates are named {template.name!r} (ids {ids_by_name[template.name]}"
-                        f" and {template.id}); template names must be unique within a file.")
+            _fail(path, f"two templates are named {template.name!r} (ids "
+                        f"{ids_by_name[template.name]} and {template.id}); template names must be "
+                        f"unique within a file.")
         ids_by_name[template.name] = template.id
         templates[template.id] = template
     return DatasetTemplates(dataset=dataset, subset=subset, templates=templates, path=path)
