@@ -84,8 +84,8 @@ class _StrictFieldUndefined(jinja2.StrictUndefined):
 # is invisible to `str()`, `+`, `==`, iteration... until they are rebound here.
 for _cls in (jinja2.Undefined, jinja2.StrictUndefined):
     for _name, _value in list(vars(_cls).items()):
-        failing = _value is jinja2.Undefined._fail_with_undefined_error
-        if failing and _name != "_fail_with_undefined_error":
+        _failing = _value is jinja2.Undefined._fail_with_undefined_error
+        if _failing and _name != "_fail_with_undefined_error":
             setattr(_StrictFieldUndefined, _name, _StrictFieldUndefined._fail_with_undefined_error)
 
 
