@@ -105,6 +105,15 @@ class Partitioner:
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, P())
 
+  def init_params(self, cfg, rng):
+    """Random parameters created directly in their shards (never whole on one device).
+
+    Runs outside `activate()`: the dummy init batch of one row cannot be split over 'data'.
+    """
+    from t0jax.model import init_params, logical_axes  # the model imports nothing from here
+    shardings = self.shardings(logical_axes(cfg))
+    return jax.jit(lambda r: init_params(cfg, r), out_shardings=shardings)(rng)
+
   def global_batch(self, local_batch: Mapping[str, np.ndarray]):
     """This host's rows of the batch -> global jax.Arrays sharded over 'data'.
 

@@ -1,7 +1,7 @@
 """T5 building blocks in flax linen. Every parameter carries its logical axis names."""
 import functools
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -14,9 +14,6 @@ Array = jax.Array
 _partitioned = nn.with_logical_partitioning
 constrain = nn.with_logical_constraint
 
-# T5X's initialisers. The 1/sqrt(head_dim) attention scale lives in the query init, not the logits.
-_kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
-_mlp_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 
 class RMSNorm(nn.Module):
@@ -80,9 +77,41 @@ class RelativePositionBias(nn.Module):
     return bias[None].astype(self.dtype)  # [1, heads, q, k]
 
 
-def _dense(features, axes, in_axis=-1, init=_kernel_init, name=None, dtype=jnp.float32):
-  return nn.DenseGeneral(features=features, axis=in_axis, use_bias=False, dtype=dtype,
-                         param_dtype=jnp.float32, kernel_init=_partitioned(init, axes), name=name)
+class DenseGeneral(nn.Module):
+  """A bias-free dense layer over the last `len(in_axis)` axes, kernel declared with its axes.
+
+  Written here because flax's DenseGeneral creates a flattened 2-D kernel and re-boxes it, which
+  applies the kernel's 3-D logical constraint to a 2-D value and fails under `jax.set_mesh`.
+  """
+  features: Tuple[int, ...]
+  axes: Tuple[str, ...]
+  num_in: int = 1
+  init: Callable = None
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    in_shape = x.shape[x.ndim - self.num_in:]
+    shape = tuple(in_shape) + tuple(self.features)
+    in_axis = tuple(range(self.num_in))
+    out_axis = tuple(range(self.num_in, len(shape)))
+    init = self.init or _scaled_init(1.0, "normal")
+    kernel = self.param("kernel", _partitioned(init(in_axis, out_axis), self.axes), shape,
+                        jnp.float32)
+    contract = (tuple(range(x.ndim - self.num_in, x.ndim)), in_axis)
+    return jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype),
+                               (contract, ((), ())))
+
+
+def _scaled_init(scale, distribution):
+  """T5X's fan-in variance scaling, for kernels whose fan-in spans several axes."""
+  return lambda in_axis, out_axis: nn.initializers.variance_scaling(
+      scale, "fan_in", distribution, in_axis=in_axis, out_axis=out_axis)
+
+
+def _dense(features, axes, num_in=1, init=None, name=None, dtype=jnp.float32):
+  features = features if isinstance(features, tuple) else (features,)
+  return DenseGeneral(features, axes, num_in, init, dtype, name=name)
 
 
 class MultiHeadAttention(nn.Module):
@@ -96,7 +125,8 @@ class MultiHeadAttention(nn.Module):
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Optional[Array],
                bias: Optional[Array], *, deterministic: bool, decode: bool = False) -> Array:
     heads_kv = (self.num_heads, self.head_dim)
-    query_init = lambda *a: _kernel_init(*a) / np.sqrt(self.head_dim).astype(np.float32)
+    # T5X's init: the 1/sqrt(head_dim) attention scale lives in the query init, not the logits.
+    query_init = _scaled_init(1.0 / self.head_dim, "normal")
     q = _dense(heads_kv, ("embed", "heads", "kv"), init=query_init, name="query",
                dtype=self.dtype)(inputs_q)
     k = _dense(heads_kv, ("embed", "heads", "kv"), name="key", dtype=self.dtype)(inputs_kv)
@@ -118,7 +148,7 @@ class MultiHeadAttention(nn.Module):
       weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     out = constrain(out, ("batch", "length", "heads", "kv"))
-    return _dense(inputs_q.shape[-1], ("heads", "kv", "embed"), in_axis=(-2, -1), name="out",
+    return _dense(inputs_q.shape[-1], ("heads", "kv", "embed"), num_in=2, name="out",
                   dtype=self.dtype)(out)
 
   def _update_cache(self, k, v, mask, bias):
@@ -160,12 +190,12 @@ class MlpBlock(nn.Module):
     names = ["wi"] if len(self.activations) == 1 else [f"wi_{i}" for i in range(len(self.activations))]
     h = None
     for name, act in zip(names, self.activations):
-      y = fns[act](_dense(self.d_ff, ("embed", "mlp"), init=_mlp_init, name=name,
+      y = fns[act](_dense(self.d_ff, ("embed", "mlp"), init=_scaled_init(1.0, "truncated_normal"), name=name,
                           dtype=self.dtype)(x))
       h = y if h is None else h * y
     h = constrain(h, ("batch", "length", "mlp"))
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return _dense(x.shape[-1], ("mlp", "embed"), init=_mlp_init, name="wo", dtype=self.dtype)(h)
+    return _dense(x.shape[-1], ("mlp", "embed"), init=_scaled_init(1.0, "truncated_normal"), name="wo", dtype=self.dtype)(h)
 
 
 def make_attention_mask(query_valid: Array, key_valid: Array,

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from t0jax.model.config import T5Config, remat_policy
-from t0jax.model.layers import (MlpBlock, MultiHeadAttention, RelativePositionBias, RMSNorm,
-                                constrain, make_attention_mask)
+from t0jax.model.layers import (DenseGeneral, MlpBlock, MultiHeadAttention, RelativePositionBias, RMSNorm,
+                                _scaled_init, constrain, make_attention_mask)
 
 Array = jax.Array
 _ACT = ("batch", "length", "embed")
@@ -143,11 +143,9 @@ class Decoder(nn.Module):
       logits = jnp.einsum("bld,vd->blv", y.astype(jnp.float32) * cfg.d_model ** -0.5,
                           jnp.asarray(embedding, jnp.float32))
     else:
-      logits = nn.DenseGeneral(
-          cfg.vocab_size, use_bias=False, dtype=jnp.float32, param_dtype=jnp.float32,
-          kernel_init=nn.with_logical_partitioning(
-              nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
-              ("embed", "vocab")), name="logits_dense")(y)
+      logits = DenseGeneral((cfg.vocab_size,), ("embed", "vocab"),
+                            init=_scaled_init(1.0, "truncated_normal"), dtype=jnp.float32,
+                            name="logits_dense")(y)
     return constrain(logits, ("batch", "length", "vocab"))
 
 
