@@ -1,0 +1,69 @@
+"""Task pipelines after rendering: tokenization, score-eval choices, rank-classification metric.
+
+seqio has no rank-classification pieces (they live in the `t5` package, which t0jax cannot
+depend on), so the choice tokenization and the accuracy metric are written here.
+"""
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+
+def output_features(vocabulary: seqio.Vocabulary) -> dict:
+    """T0's features: inputs without EOS, targets with EOS (REFERENCE.md section 1)."""
+    return {
+        "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=False, dtype=tf.int32),
+        "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True, dtype=tf.int32),
+    }
+
+
+@seqio.map_over_dataset
+def _tokenize_choices(example, vocabulary, max_length: Optional[int]):
+    choices = vocabulary.encode_tf(example["answer_choices"])  # ragged [C, None]
+    if max_length:
+        # Same rule as seqio's append_eos_after_trim on `targets`: room for the EOS is kept, so
+        # the correct choice's tokens equal `targets`.
+        choices = choices[:, : max_length - 1]
+    eos = tf.fill([tf.shape(example["answer_choices"])[0], 1], tf.constant(vocabulary.eos_id, tf.int32))
+    out = {k: v for k, v in example.items() if k != "answer_choices"}
+    out["choices"] = tf.concat([tf.cast(choices, tf.int32), tf.RaggedTensor.from_tensor(eos)], axis=1)
+    out["choices_pretokenized"] = example["answer_choices"]
+    return out
+
+
+def tokenize_choices(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
+                     sequence_length: Optional[Mapping[str, int]] = None) -> tf.data.Dataset:
+    """`answer_choices` [C] strings -> `choices` int32 ragged [C, None], each ending with EOS
+    (and trimmed like `targets` when a targets length is given), plus `choices_pretokenized`."""
+    max_length = (sequence_length or {}).get("targets")
+    return _tokenize_choices(dataset, vocabulary=output_features["targets"].vocabulary,
+                             max_length=max_length)
+
+
+def train_preprocessors() -> list:
+    return [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+
+
+def score_eval_preprocessors() -> list:
+    return [seqio.preprocessors.tokenize, tokenize_choices,
+            seqio.preprocessors.append_eos_after_trim]
+
+
+def answer_index_postprocessor(output, example=None, is_target=False):
+    """Targets become the gold choice index (`answer_idx`, -1 when the gold answer is not among
+    the choices); predictions are the index the scorer picked."""
+    if is_target:
+        return int(example["answer_idx"])
+    return int(output)
+
+
+def rank_classification_accuracy(targets: Sequence[int], predictions: Sequence[int]) -> dict:
+    """Percentage of examples whose highest-scoring choice is the gold one. An example whose gold
+    answer is not among its choices (`answer_idx` -1) counts as wrong."""
+    targets, predictions = np.asarray(targets), np.asarray(predictions)
+    if targets.shape != predictions.shape:
+        raise ValueError(f"{targets.shape[0]} targets but {predictions.shape[0]} predictions")
+    if targets.size == 0:
+        return {"accuracy": float("nan")}
+    return {"accuracy": 100.0 * float(np.mean((targets == predictions) & (targets >= 0)))}
