@@ -1,0 +1,112 @@
+"""Rank-classification scoring: correct sums, one encoder pass per input, batching-invariant."""
+import os
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from t0jax import scoring
+from t0jax.model import T5Config, Transformer, init_params
+
+# One layer per stack: scoring does not depend on depth, and compiling stays fast.
+CFG = T5Config(vocab_size=64, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
+               num_decoder_layers=1, relative_attention_num_buckets=8,
+               relative_attention_max_distance=16)
+
+
+def make_examples(input_lengths, max_choice_tokens, seed=0):
+  """Random inputs, each with 1 to 5 choices of 1 to `max_choice_tokens` tokens (EOS included)."""
+  rng = np.random.default_rng(seed)
+  inputs = [rng.integers(2, 64, n).tolist() for n in input_lengths]
+  choices = [[rng.integers(2, 64, rng.integers(0, max_choice_tokens)).tolist() + [1]
+              for _ in range(rng.integers(1, 6))] for _ in input_lengths]
+  return inputs, choices
+
+
+@pytest.fixture(scope="module")
+def setup():
+  params = jax.jit(lambda key: init_params(CFG, key))(jax.random.key(0))
+  # Input lengths span three buckets (8, 16, 32), choice lengths two (8, 16).
+  inputs, choices = make_examples((3, 9, 20, 1, 7, 15, 12), max_choice_tokens=10)
+  return Transformer(CFG), params, inputs, choices
+
+
+def reference_scores(model, params, inputs, choices):
+  """The t-zero way: the input repeated once per choice, every pair through the whole model."""
+  pairs = [(tokens, choice) for tokens, options in zip(inputs, choices) for choice in options]
+  enc = np.zeros((len(pairs), 32), np.int32)
+  targets = np.zeros((len(pairs), 16), np.int32)
+  for r, (tokens, choice) in enumerate(pairs):
+    enc[r, :len(tokens)], targets[r, :len(choice)] = tokens, choice
+  dec_in = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  logits = jax.jit(model.apply)({"params": params}, enc, dec_in, targets)
+  log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+  flat = [sum(log_probs[r, t, c] for t, c in enumerate(choice))
+          for r, (_, choice) in enumerate(pairs)]
+  sizes = np.cumsum([0] + [len(options) for options in choices])
+  return [np.array(flat[a:b]) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def test_scores_equal_per_choice_forward_passes(setup):
+  model, params, inputs, choices = setup
+  got = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=4)
+  for ours, ref in zip(got, reference_scores(model, params, inputs, choices)):
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_scores_do_not_depend_on_batch_size_or_order(setup):
+  model, params, _, _ = setup
+  # Two input buckets and one choice bucket keep the number of compiled shapes small.
+  inputs, choices = make_examples((3, 9, 1, 7, 15, 12, 4, 10), max_choice_tokens=7, seed=1)
+  base = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=1)
+  for batch_size in (3, 8):
+    got = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=batch_size)
+    for a, b in zip(got, base):
+      np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  order = np.random.default_rng(1).permutation(len(inputs))
+  got = scoring.score_choices(model, params, CFG, [inputs[i] for i in order],
+                              [choices[i] for i in order], batch_size=3)
+  for k, i in enumerate(order):
+    np.testing.assert_allclose(got[k], base[i], atol=1e-5, rtol=0)
+
+
+def test_token_counts_include_eos(setup):
+  model, params, inputs, choices = setup
+  scores, counts = scoring.choice_log_likelihoods(model, params, CFG, inputs[:3], choices[:3],
+                                                  batch_size=4)
+  for options, n, s in zip(choices[:3], counts, scores):
+    assert n.tolist() == [len(c) for c in options] and s.shape == (len(options),)
+
+
+def test_each_input_is_encoded_once_whatever_its_number_of_choices(setup, monkeypatch):
+  model, params, inputs, choices = setup
+  encoded_rows = []
+  real_encode = scoring._encode
+
+  def counting_encode(model, params, tokens):
+    encoded_rows.extend(row for row in np.asarray(tokens).tolist() if any(row))  # skip batch padding
+    return real_encode(model, params, tokens)
+  monkeypatch.setattr(scoring, "_encode", counting_encode)
+  scoring.score_choices(model, params, CFG, inputs, choices, batch_size=4)
+  # Inputs hold no 0 (padding) tokens, so a row's non-zero tokens are its input.
+  assert sorted(tuple(t for t in row if t) for row in encoded_rows) == sorted(map(tuple, inputs))
+
+
+def test_compiled_shapes_come_from_few_buckets():
+  assert [scoring.bucket_length(n) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 32, 128]
+
+
+@pytest.mark.parametrize("inputs,choices,pattern", [
+    ([[5, 6]], [[[7, 8]]], "must end with EOS"),
+    ([[5, 6]], [[]], "no answer choices"),
+    ([[5, 6], [7]], [[[7, 1]]], "2 inputs but 1 choice lists"),
+    ([[5, 99]], [[[7, 1]]], "token id 99 is outside"),
+    ([[]], [[[7, 1]]], "empty input"),
+])
+def test_bad_examples_are_refused_with_their_index(setup, inputs, choices, pattern):
+  model, params, _, _ = setup
+  with pytest.raises(ValueError, match=pattern):
+    scoring.score_choices(model, params, CFG, inputs, choices)
