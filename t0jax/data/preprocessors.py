@@ -41,12 +41,22 @@ def tokenize_choices(dataset: tf.data.Dataset, output_features: Mapping[str, seq
                              max_length=max_length)
 
 
+def load_vocabularies(dataset: tf.data.Dataset,
+                      output_features: Mapping[str, seqio.Feature]) -> tf.data.Dataset:
+    """Load the vocabularies now, in Python: a missing model file then fails with its own message
+    instead of surfacing inside a traced tf.data function."""
+    for feature in output_features.values():
+        feature.vocabulary.eos_id  # noqa: B018  (reading it loads the model)
+    return dataset
+
+
 def train_preprocessors() -> list:
-    return [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+    return [load_vocabularies, seqio.preprocessors.tokenize,
+            seqio.preprocessors.append_eos_after_trim]
 
 
 def score_eval_preprocessors() -> list:
-    return [seqio.preprocessors.tokenize, tokenize_choices,
+    return [load_vocabularies, seqio.preprocessors.tokenize, tokenize_choices,
             seqio.preprocessors.append_eos_after_trim]
 
 
