@@ -12,9 +12,11 @@ setup(
     # The top-level `tasks/` catalogue (datasets, prompts, mixtures) ships inside the package as
     # `t0jax.catalog`, so `import t0jax.catalog` works from a checkout and from an install.
     packages=find_packages(include=["t0jax", "t0jax.*"]) + ["t0jax.catalog"]
-    + ["t0jax.catalog." + p for p in find_packages("tasks")],
-    package_dir={"t0jax.catalog": "tasks"},
-    package_data={"t0jax.catalog": ["**/*.yaml", "**/*.model", "**/*.json", "**/*.jsonl"]},
+    + ["t0jax.catalog." + p for p in find_packages("tasks")] + ["t0jax.configs"],
+    # `gin/` ships as `t0jax.configs` (data only: no __init__.py, so it never shadows gin-config).
+    package_dir={"t0jax.catalog": "tasks", "t0jax.configs": "gin"},
+    package_data={"t0jax.catalog": ["**/*.yaml", "**/*.model", "**/*.json", "**/*.jsonl"],
+                  "t0jax.configs": ["**/*.gin"]},
     include_package_data=True,
     install_requires=[
         "jax>=0.10.2,<0.11",

@@ -1,0 +1,142 @@
+"""Training batches: SeqIO mixture -> packed encoder-decoder features -> this host's rows.
+
+The global batch is assembled from a fixed number of *virtual shards*. Each virtual shard is the
+mixture read with `seqio.ShardInfo(k, num_virtual_shards)`, packed and batched on its own, and
+contributes `global_batch_size / num_virtual_shards` rows to every step, in shard order. Hosts take
+contiguous ranges of shards, so the global batch at each step is the same whatever the number of
+hosts, and a run can move between topologies and resume exactly.
+
+The data position is the number of steps consumed. Resuming re-opens each shard's stream and skips
+that many batches: exact, with a start-up cost proportional to the position (tf.data cannot seek a
+Python-generated source).
+"""
+import dataclasses
+import logging
+from typing import Dict, Iterator, Mapping, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _tf():
+  import tensorflow as tf
+  try:  # TensorFlow must never take accelerator memory from JAX.
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:
+    pass
+  return tf
+
+
+def get_mixture_or_task(name: str):
+  """seqio lookup with the catalogue registered and a closest-names error for typos."""
+  import seqio
+  try:
+    import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
+    lookup = getattr(catalog, "get_task_or_mixture", None)
+  except ImportError:
+    lookup = None
+  if lookup is not None:
+    return lookup(name)
+  return seqio.get_mixture_or_task(name)
+
+
+@dataclasses.dataclass
+class TrainData:
+  mixture_or_task_name: str
+  task_feature_lengths: Mapping[str, int]
+  global_batch_size: int
+  seed: int = 0
+  split: str = "train"
+  pack: bool = True
+  shuffle: bool = True
+  num_virtual_shards: int = 8
+
+  def __post_init__(self):
+    if self.global_batch_size % self.num_virtual_shards:
+      raise ValueError(
+          f"BATCH_SIZE={self.global_batch_size} must be a multiple of num_virtual_shards="
+          f"{self.num_virtual_shards} (the data is read as that many fixed shards so batches do "
+          "not depend on the number of hosts); change one of them.")
+
+  @property
+  def rows_per_shard(self) -> int:
+    return self.global_batch_size // self.num_virtual_shards
+
+  def host_shards(self, process_index: int, process_count: int) -> range:
+    if self.num_virtual_shards % process_count:
+      raise ValueError(
+          f"{process_count} processes cannot divide num_virtual_shards={self.num_virtual_shards}:"
+          " use a number of shards that is a multiple of the number of hosts.")
+    per = self.num_virtual_shards // process_count
+    return range(process_index * per, (process_index + 1) * per)
+
+  def _shard_dataset(self, shard: int, start_step: int):
+    import seqio
+    tf = _tf()
+    task = get_mixture_or_task(self.mixture_or_task_name)
+    ds = task.get_dataset(sequence_length=dict(self.task_feature_lengths), split=self.split,
+                          shuffle=self.shuffle, seed=self.seed, num_epochs=None,
+                          shard_info=seqio.ShardInfo(shard, self.num_virtual_shards),
+                          use_cached=False)
+    ds = seqio.EncDecFeatureConverter(pack=self.pack)(ds, dict(self.task_feature_lengths))
+    ds = ds.batch(self.rows_per_shard, drop_remainder=True)
+    if start_step:
+      ds = ds.skip(start_step)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def host_batches(self, start_step: int = 0, process_index: int = 0,
+                   process_count: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+    """This host's rows of each global batch, from step `start_step` on."""
+    iters = [self._shard_dataset(k, start_step).as_numpy_iterator()
+             for k in self.host_shards(process_index, process_count)]
+    while True:
+      parts = [next(it) for it in iters]
+      yield {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def state(self, step: int) -> dict:
+    return {"step": int(step), "mixture_or_task_name": self.mixture_or_task_name,
+            "seed": self.seed, "global_batch_size": self.global_batch_size,
+            "num_virtual_shards": self.num_virtual_shards, "pack": self.pack,
+            "task_feature_lengths": dict(self.task_feature_lengths)}
+
+  def check_resumable(self, saved: Mapping) -> None:
+    """A resumed run must read the same stream, or it would silently not be the same run."""
+    now = self.state(saved.get("step", 0))
+    diff = {k: (saved.get(k), v) for k, v in now.items() if k != "step" and saved.get(k) != v}
+    if diff:
+      details = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+      raise ValueError(f"The data settings differ from the checkpoint's ({details}); resuming "
+                       "would not continue the same run. Restore the settings or use a new "
+                       "--model_dir.")
+
+
+def check_truncation(name: str, lengths: Mapping[str, int], split: str = "train",
+                     max_examples: int = 200) -> Dict[str, dict]:
+  """Sample each task of a mixture and count examples longer than the feature lengths.
+
+  Truncation silently changes what the model learns, so it is counted and warned about per task.
+  """
+  import seqio
+  task = get_mixture_or_task(name)
+  tasks = task.tasks if isinstance(task, seqio.Mixture) else [task]
+  report = {}
+  for t in tasks:
+    try:
+      ds = t.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
+                         use_cached=False, trim_output_features=False)
+    except Exception as e:  # noqa: BLE001 - a task without this split is reported, not fatal
+      log.warning("Could not sample task %s for the truncation check: %s", t.name, e)
+      continue
+    seen, over = 0, {k: 0 for k in lengths}
+    for ex in ds.take(max_examples).as_numpy_iterator():
+      seen += 1
+      for k, n in lengths.items():
+        if k in ex and len(ex[k]) > n:
+          over[k] += 1
+    if seen and any(over.values()):
+      report[t.name] = {"sampled": seen, **{f"{k}_truncated": v for k, v in over.items()}}
+      parts = ", ".join(f"{v}/{seen} {k} longer than {lengths[k]} tokens"
+                        for k, v in over.items() if v)
+      log.warning("Task %s: %s will be truncated (TASK_FEATURE_LENGTHS).", t.name, parts)
+  return report
