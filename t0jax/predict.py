@@ -110,6 +110,8 @@ def load_checkpoint(directory):
   path = Path(directory)
   if not path.is_dir():
     raise UsageError(f"--checkpoint {path} does not exist (or is not a directory).")
+  # One branch per format, detected by its marker file; t0jax's own (Orbax) training
+  # checkpoints become one more branch here.
   if (path / hf.CONFIG_FILE).exists():
     return hf.load_hf_checkpoint(path)
   raise UsageError(f"--checkpoint {path}: not a checkpoint t0jax can read; expected a Hugging Face "
@@ -154,10 +156,12 @@ def _run(args) -> None:
                      f"embedding has {cfg.vocab_size} rows; use the vocabulary the checkpoint was "
                      "trained with.")
 
+  import jax
   from t0jax.model import Transformer
   from t0jax.scoring import score_choices
   cfg = cfg.replace(dtype=args.dtype)
   model = Transformer(cfg)
+  params = jax.device_put(params)  # once, not a host-to-device copy per batch
   ranked = [i for i, e in enumerate(examples) if e.choices is not None]
   generate = [i for i, e in enumerate(examples) if e.choices is None]
   results = {}

@@ -3,6 +3,7 @@
 Every model here is a tiny random-weight `T5ForConditionalGeneration` built and saved in a temp
 directory; nothing downloads.
 """
+import functools
 import json
 import os
 
@@ -59,9 +60,21 @@ def hf_logits(model, enc, dec_in):
                  decoder_input_ids=torch.tensor(dec_in, dtype=torch.long)).logits.float().numpy()
 
 
+def random_params(cfg, seed=1):
+  """Random values in the tree `init_params` builds (traced for its shapes, not compiled)."""
+  rng = np.random.default_rng(seed)
+  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+  return jax.tree.map(lambda s: rng.normal(0, 0.5, s.shape).astype(np.float32), shapes)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(model, params, enc, dec_in, targets):
+  return model.apply({"params": params}, enc, dec_in, targets)
+
+
 def t0jax_logits(cfg, params, enc, dec_in, targets):
-  apply = jax.jit(Transformer(cfg).apply)
-  return np.asarray(apply({"params": params}, enc, dec_in, targets))
+  # Equal configs give equal (hashable) modules, so tests sharing a config share one compilation.
+  return np.asarray(_forward(Transformer(cfg), params, enc, dec_in, targets))
 
 
 @pytest.mark.parametrize("dims,separate_head", [(V11, True), (V11, False), (V10, False)],
@@ -111,7 +124,7 @@ def test_bfloat16_tensors_on_disk_are_upcast_exactly(tmp_path):
                          ids=["v1.1", "v1.0", "v1.1-scanned"])
 def test_exported_checkpoint_loads_in_transformers_with_equal_outputs(tmp_path, dims, scan):
   cfg = hf.config_from_hf(dict(dims, model_type="t5")).replace(dropout_rate=0.0, scan_layers=scan)
-  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(1))
+  params = random_params(cfg)
   out = save_hf_checkpoint(params, cfg, tmp_path / "export")
   model = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
   enc, dec_in, targets = batch(cfg.vocab_size, seed=3)

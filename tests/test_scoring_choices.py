@@ -4,7 +4,6 @@ import os
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

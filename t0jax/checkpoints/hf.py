@@ -153,17 +153,20 @@ def config_from_hf(hf: dict, source: str = CONFIG_FILE) -> T5Config:
     raise CheckpointError(f"{source}: feed_forward_proj {proj!r} is unsupported; t0jax supports "
                           f"{sorted(_FEED_FORWARD)}.")
   scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
-  num_layers = int(hf.get("num_layers", 6))
-  return T5Config(
-      vocab_size=int(hf.get("vocab_size", 32128)), d_model=int(hf.get("d_model", 512)),
-      num_heads=int(hf.get("num_heads", 8)), head_dim=int(hf.get("d_kv", 64)),
-      d_ff=int(hf.get("d_ff", 2048)), num_layers=num_layers,
-      num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
-      mlp_activations=_FEED_FORWARD[proj], tie_word_embeddings=bool(scaled),
-      relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
-      relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
-      dropout_rate=float(hf.get("dropout_rate", 0.1)),
-      layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)))
+  try:
+    num_layers = int(hf.get("num_layers", 6))
+    return T5Config(
+        vocab_size=int(hf.get("vocab_size", 32128)), d_model=int(hf.get("d_model", 512)),
+        num_heads=int(hf.get("num_heads", 8)), head_dim=int(hf.get("d_kv", 64)),
+        d_ff=int(hf.get("d_ff", 2048)), num_layers=num_layers,
+        num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
+        mlp_activations=_FEED_FORWARD[proj], tie_word_embeddings=bool(scaled),
+        relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
+        relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
+        dropout_rate=float(hf.get("dropout_rate", 0.1)),
+        layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)))
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f"{source}: a size or rate is not a number ({e}); fix the file.") from e
 
 
 def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
