@@ -95,10 +95,13 @@ def _read_examples(args) -> list:
   if not path.is_file():
     raise UsageError(f"--input_file {path} does not exist.")
   examples = []
-  with path.open(encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if line.strip():
-        examples.append(_parse_line(line, f"{path}:{number}"))
+  try:
+    with path.open(encoding="utf-8") as f:
+      for number, line in enumerate(f, 1):
+        if line.strip():
+          examples.append(_parse_line(line, f"{path}:{number}"))
+  except UnicodeDecodeError as e:
+    raise UsageError(f"--input_file {path}: not UTF-8 text ({e}).") from None
   if not examples:
     raise UsageError(f"--input_file {path} holds no examples.")
   return examples

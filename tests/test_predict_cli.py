@@ -147,8 +147,8 @@ def test_input_file_mixes_scoring_and_generation_in_input_order(ckpt, capsys, tm
 def test_generation_prints_the_greedy_text(ckpt, capsys):
   directory, model, vocab = ckpt
   rc, out, _ = run(capsys, "--checkpoint", directory, "--input", "a farmer watches",
-                   "--max_decode_length", 5)
-  assert rc == 0 and out == hf_greedy(model, vocab, "a farmer watches", 5) + "\n"
+                   "--max_decode_length", 6)
+  assert rc == 0 and out == hf_greedy(model, vocab, "a farmer watches", 6) + "\n"
 
 
 def test_bfloat16_activations_score_close_to_float32(ckpt, capsys):

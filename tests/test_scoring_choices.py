@@ -27,7 +27,10 @@ def make_examples(input_lengths, max_choice_tokens, seed=0):
 
 @pytest.fixture(scope="module")
 def setup():
-  params = jax.jit(lambda key: init_params(CFG, key))(jax.random.key(0))
+  # Random values in init_params' tree (traced for shapes only: no compilation).
+  rng = np.random.default_rng(0)
+  shapes = jax.eval_shape(lambda: init_params(CFG, jax.random.key(0)))
+  params = jax.tree.map(lambda s: rng.normal(0, 0.3, s.shape).astype(np.float32), shapes)
   # Input lengths span three buckets (8, 16, 32), choice lengths two (8, 16).
   inputs, choices = make_examples((3, 9, 20, 1, 7, 15, 12), max_choice_tokens=10)
   return Transformer(CFG), params, inputs, choices
