@@ -141,8 +141,9 @@ def unregister(names) -> None:
 
 
 def task_info(name: str) -> TaskInfo:
+    """t0jax's record of a catalogue task (UnknownNameError for anything else)."""
     if name not in _INFO:
-        raise UnknownNameError(name, [n for n in _INFO])
+        raise UnknownNameError(name, list(_INFO) + list(seqio.MixtureRegistry.names()))
     return _INFO[name]
 
 
