@@ -110,13 +110,15 @@ def make_train_step(cfg: T5Config, tx: optax.GradientTransformation, schedule: C
       norm = jnp.float32(loss_normalizing_factor)
     grads = jax.tree.map(lambda g: g / norm, grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
+    update_norm = optax.global_norm(updates)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "opt_state": opt_state}
     tokens = jnp.maximum(aux["weight"], 1.0)
     metrics = {"loss": aux["loss_sum"] / tokens, "z_loss": aux["z_loss_sum"] / tokens,
                "accuracy": aux["correct"] / tokens, "target_tokens": aux["weight"],
                "input_tokens": jnp.sum(batch["encoder_input_tokens"] > 0).astype(jnp.float32),
-               "grad_norm": optax.global_norm(grads), "learning_rate": schedule(state["step"])}
+               "grad_norm": optax.global_norm(grads), "update_norm": update_norm,
+               "learning_rate": schedule(state["step"])}
     return new_state, metrics
 
   return step
@@ -163,12 +165,13 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           z_loss: float = 1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", seed: int = 0,
           pack: bool = True, num_virtual_shards: int = 8, async_checkpointing: bool = True,
           tensorboard: bool = True, progress_bar: bool = True,
-          truncation_check_examples: int = 200) -> dict:
+          truncation_check_examples: int = 200, num_devices: Optional[int] = None) -> dict:
   """Train to `train_steps` (resuming from the latest checkpoint in `model_dir` if any)."""
   _check_writable(model_dir)
   primary = jax.process_index() == 0
   cfg = model_config
-  part = Partitioner(num_partitions, axis_rules)
+  devices = jax.devices()[:num_devices] if num_devices else None
+  part = Partitioner(num_partitions, axis_rules, devices=devices)
   if batch_size % (part.data_parallel_size * num_microbatches):
     raise ValueError(f"BATCH_SIZE={batch_size} must be divisible by data-parallel size "
                      f"{part.data_parallel_size} x num_microbatches {num_microbatches}.")
@@ -232,9 +235,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
       return
     fetched = jax.device_get([m for _, m in pending])
     for (s, _), m in zip(pending, fetched):
-      if not np.isfinite(m["loss"]):
+      if not (np.isfinite(m["loss"]) and np.isfinite(m["update_norm"])):
+        what = (f"Loss became {m['loss']}" if not np.isfinite(m["loss"])
+                else f"The parameter update became {m['update_norm']}")
         raise NonFiniteLossError(
-            f"Loss became {m['loss']} at step {s}. Training stopped; the last good checkpoint "
+            f"{what} at step {s}. Training stopped; the last good checkpoint "
             f"is {'step ' + str(last_good) if last_good is not None else 'none'} in "
             f"{model_dir}/checkpoints (nothing later was saved). Lower the learning rate or "
             "check the data.")

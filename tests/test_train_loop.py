@@ -1,0 +1,194 @@
+"""The trainer: sharded runs equal single-device runs, checkpoints move between meshes, resumed
+runs equal uninterrupted ones, and bad configurations fail early with clear errors."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import t0jax.catalog  # noqa: F401  (registers the demo tasks)
+from t0jax import gin_utils, optim, trainer
+from t0jax.checkpointing import IncompatibleCheckpointError, load_params
+from t0jax.metrics import read_metrics
+from t0jax.model import T5Config
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_GIN = str(ROOT / "tests" / "data" / "train_small.gin")
+CFG = T5Config(vocab_size=896, d_model=32, num_heads=4, head_dim=8, d_ff=64, num_layers=2)
+KW = dict(mixture_or_task_name="demo_reviews_tone", task_feature_lengths={"inputs": 96,
+          "targets": 8}, batch_size=8, model_config=CFG, log_period=1, keep_checkpoints=None,
+          progress_bar=False, tensorboard=False, truncation_check_examples=0,
+          async_checkpointing=False)
+
+
+def _train(model_dir, **kw):
+  gin.clear_config()
+  return trainer.train(model_dir=str(model_dir), **{**KW, **kw})
+
+
+def _losses(model_dir):
+  return {r["step"]: r["loss"] for r in read_metrics(model_dir)}
+
+
+def _assert_same_params(a, b, atol=1e-6):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """One-device and 8x1-mesh runs of the same 4 steps, checkpointing every 2."""
+  base = tmp_path_factory.mktemp("runs")
+  one = _train(base / "one", train_steps=4, checkpoint_period=2, num_devices=1)
+  eight = _train(base / "eight", train_steps=4, checkpoint_period=2)
+  return base, one, eight
+
+
+def test_eight_device_training_equals_one_device_training(runs):
+  base, one, eight = runs
+  assert sorted(one["losses"]) == [1, 2, 3, 4]
+  np.testing.assert_allclose([eight["losses"][s] for s in range(1, 5)],
+                             [one["losses"][s] for s in range(1, 5)], rtol=1e-5)
+  _assert_same_params(eight["params"], one["params"], atol=1e-5)
+  assert [r["step"] for r in read_metrics(base / "eight")] == [1, 2, 3, 4]
+
+
+def test_checkpoint_from_8x1_mesh_restores_onto_4x2_and_continues_identically(runs, tmp_path):
+  base, _, eight = runs
+  moved = tmp_path / "moved"
+  shutil.copytree(base / "eight", moved)
+  shutil.rmtree(moved / "checkpoints" / "4")  # continue from step 2 on another mesh shape
+  resumed = _train(moved, train_steps=4, checkpoint_period=2, num_partitions=2)
+  assert sorted(resumed["losses"]) == [3, 4]
+  np.testing.assert_allclose([resumed["losses"][3], resumed["losses"][4]],
+                             [eight["losses"][3], eight["losses"][4]], rtol=1e-5)
+  _assert_same_params(resumed["params"], eight["params"], atol=1e-5)
+  # metrics.jsonl still describes one run: steps 1..4 once each.
+  assert [r["step"] for r in read_metrics(moved)] == [1, 2, 3, 4]
+
+
+def test_resuming_with_another_model_shape_fails_and_overwrites_nothing(runs, tmp_path):
+  base, _, _ = runs
+  other = tmp_path / "other"
+  shutil.copytree(base / "eight", other)
+  before = sorted(os.listdir(other / "checkpoints"))
+  with pytest.raises(IncompatibleCheckpointError, match=r"d_model: checkpoint 32, now 64"):
+    _train(other, train_steps=6, model_config=CFG.replace(d_model=64))
+  assert sorted(os.listdir(other / "checkpoints")) == before
+
+
+def test_gradient_accumulation_equals_the_full_batch_step(runs, tmp_path):
+  _, one, _ = runs
+  accum = _train(tmp_path / "accum", train_steps=2, checkpoint_period=100, num_devices=1,
+                 num_microbatches=2)
+  np.testing.assert_allclose([accum["losses"][1], accum["losses"][2]],
+                             [one["losses"][1], one["losses"][2]], rtol=1e-5)
+
+
+def test_non_finite_update_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+  # A learning rate that turns NaN from the 4th update on: step 4's update is the first bad one.
+  bad = lambda step: jnp.where(step >= 3, jnp.nan, 1e-3)
+  with pytest.raises(trainer.NonFiniteLossError, match=r"at step 4\b.*last good checkpoint is "
+                     r"step 2"):
+    _train(tmp_path, train_steps=6, checkpoint_period=2, num_devices=1,
+           learning_rate_schedule=bad)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  _, params = load_params(str(tmp_path))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_unwritable_model_dir_fails_before_training(tmp_path):
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o500)
+  if os.access(locked, os.W_OK):  # running as root: permissions are not enforced
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    locked = blocker / "sub"  # a path under a regular file can never be created
+  with pytest.raises(PermissionError, match="is not writable.*Nothing was trained"):
+    _train(locked, train_steps=1)
+
+
+def test_unknown_gin_parameter_is_named_with_closest_valid_names():
+  gin.clear_config()
+  with pytest.raises(gin_utils.GinConfigError, match=r"train\.batch_sise.*Closest: batch_size"):
+    gin_utils.parse([SMALL_GIN], ["train.batch_sise=4"], finalize=False)
+
+
+def test_unknown_gin_macro_is_named_with_closest_macros():
+  gin.clear_config()
+  with pytest.raises(gin_utils.GinConfigError, match=r"TRAIN_STPES.*Closest: TRAIN_STEPS"):
+    gin_utils.parse([SMALL_GIN], ["TRAIN_STPES=4"], finalize=False)
+
+
+def test_unknown_gin_configurable_is_named():
+  gin.clear_config()
+  with pytest.raises(gin_utils.GinConfigError, match=r"Unknown gin configurable 'trian'"):
+    gin_utils.parse([SMALL_GIN], ["trian.batch_size=4"], finalize=False)
+
+
+def test_truncating_feature_lengths_are_counted_and_warned_with_the_task_name(caplog):
+  from t0jax.input_pipeline import check_truncation
+  report = check_truncation("demo_reviews_tone", {"inputs": 16, "targets": 8}, max_examples=20)
+  assert report["demo_reviews_tone"]["inputs_truncated"] == 20
+  assert "demo_reviews_tone" in caplog.text and "longer than 16 tokens" in caplog.text
+
+
+def _cli(model_dir, *extra):
+  env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  return subprocess.Popen([sys.executable, "-m", "t0jax.train", f"--gin_file={SMALL_GIN}",
+                           f"--model_dir={model_dir}", *extra], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_step(model_dir, step, proc, timeout=240):
+  deadline = time.time() + timeout
+  path = Path(model_dir) / "metrics.jsonl"
+  while time.time() < deadline:
+    if path.exists() and any(json.loads(l)["step"] >= step
+                             for l in path.read_text().splitlines() if l.strip()):
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f"training exited early:\n{proc.stdout.read()}")
+    time.sleep(0.05)
+  raise AssertionError("training did not reach step %d" % step)
+
+
+def test_sigkill_then_restart_equals_the_uninterrupted_run(tmp_path):
+  ref = _cli(tmp_path / "ref")
+  out, _ = ref.communicate(timeout=300)
+  assert ref.returncode == 0, out
+  killed = _cli(tmp_path / "run")
+  _wait_for_step(tmp_path / "run", 3, killed)
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  assert _losses(tmp_path / "run").keys() < set(range(1, 7))  # it really stopped early
+  again = _cli(tmp_path / "run")
+  out, _ = again.communicate(timeout=300)
+  assert again.returncode == 0, out
+  ref_losses, run_losses = _losses(tmp_path / "ref"), _losses(tmp_path / "run")
+  assert sorted(run_losses) == list(range(1, 7))
+  np.testing.assert_allclose([run_losses[s] for s in range(1, 7)],
+                             [ref_losses[s] for s in range(1, 7)], rtol=1e-6)
+  _assert_same_params(load_params(str(tmp_path / "run"))[1],
+                      load_params(str(tmp_path / "ref"))[1])
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  proc = _cli(tmp_path, "--gin.TRAIN_STEPS=500", "--gin.CHECKPOINT_PERIOD=1000")
+  _wait_for_step(tmp_path, 3, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  assert "stopped by SIGTERM" in out
+  steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert len(steps) == 1 and 3 <= steps[0] < 500
