@@ -117,8 +117,13 @@ def load_checkpoint(directory):
   # checkpoints become one more branch here.
   if (path / hf.CONFIG_FILE).exists():
     return hf.load_hf_checkpoint(path)
+  from t0jax import checkpointing
+  if checkpointing.is_checkpoint_dir(str(path)) or any(
+      checkpointing.is_checkpoint_dir(str(p)) for p in path.iterdir() if p.name.isdigit()):
+    return checkpointing.load_params(str(path))
   raise UsageError(f"--checkpoint {path}: not a checkpoint t0jax can read; expected a Hugging Face "
-                   f"T5 directory ({hf.CONFIG_FILE} + {hf.WEIGHTS_FILE}).")
+                   f"T5 directory ({hf.CONFIG_FILE} + {hf.WEIGHTS_FILE}) or a t0jax training "
+                   "checkpoint (a MODEL_DIR, its checkpoints/ folder, or one step folder).")
 
 
 def _generate(model, params, vocab, inputs: list, batch_size: int, max_length: int) -> list:

@@ -152,6 +152,22 @@ def _load_initial_params(path: str, cfg: T5Config, shardings, abstract_params):
                           "directory (config.json + safetensors) nor a t0jax checkpoint.")
 
 
+def _keep_vocabulary(name: str, model_dir: str) -> None:
+  """Copy the mixture's sentencepiece model to MODEL_DIR/spiece.model, where `t0jax predict`
+  and `t0jax eval` look for a checkpoint's vocabulary."""
+  from t0jax.input_pipeline import get_mixture_or_task
+  vocab = get_mixture_or_task(name).output_features["targets"].vocabulary
+  src = getattr(vocab, "sentencepiece_model_file", None)
+  dst = os.path.join(model_dir, "spiece.model")
+  if src and not os.path.exists(dst):
+    import tensorflow as tf
+    with tf.io.gfile.GFile(src, "rb") as f:
+      data = f.read()
+    with open(dst + ".tmp", "wb") as f:
+      f.write(data)
+    os.replace(dst + ".tmp", dst)
+
+
 @gin.configurable(module="t0jax")
 def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
           task_feature_lengths: Mapping[str, int] = gin.REQUIRED, train_steps: int = gin.REQUIRED,
@@ -191,6 +207,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                 "model_full": {**dataclasses.asdict(cfg),
                                "mlp_activations": list(cfg.mlp_activations)}}
 
+  if primary:
+    _keep_vocabulary(mixture_or_task_name, model_dir)
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), keep_checkpoints,
                       async_checkpointing)
   latest = ckpt.latest_step()

@@ -76,8 +76,10 @@ def find_vocabulary(checkpoint_dir, vocab_path: Optional[str] = None) -> Vocabul
       raise VocabularyError(f"--vocab {vocab_path} does not exist.")
     return Vocabulary(vocab_path)
   candidate = Path(checkpoint_dir) / VOCAB_FILE
-  if candidate.is_file():
-    return Vocabulary(candidate)
+  # A t0jax training checkpoint keeps the vocabulary in its MODEL_DIR, above the step folders.
+  for folder in [Path(checkpoint_dir), *Path(checkpoint_dir).resolve().parents[:3]]:
+    if (folder / VOCAB_FILE).is_file():
+      return Vocabulary(folder / VOCAB_FILE)
   raise VocabularyError(
       f"No vocabulary: {candidate} does not exist and --vocab was not given. Pass --vocab with "
       "the checkpoint's sentencepiece model (spiece.model, e.g. from the Hugging Face repository "

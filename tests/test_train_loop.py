@@ -192,3 +192,14 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert "stopped by SIGTERM" in out
   steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
   assert len(steps) == 1 and 3 <= steps[0] < 500
+
+
+def test_predict_reads_a_t0jax_training_checkpoint(runs, capsys):
+  from t0jax.cli import main
+  base, _, eight = runs
+  assert (base / "eight" / "spiece.model").is_file()  # the trainer keeps the vocabulary
+  assert main(["predict", "--checkpoint", str(base / "eight"), "--input",
+               "A delightful, warm film.", "--choices", "positive|||negative", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert out["choices"] == ["positive", "negative"] and len(out["scores"]) == 2
+  assert out["prediction"] == out["choices"][int(np.argmax(out["scores"]))]
