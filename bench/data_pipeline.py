@@ -1,0 +1,83 @@
+"""Is the input pipeline ever the bottleneck? Examples/s produced by the trainer's pipeline
+(SeqIO mixture -> prompt rendering -> tokenisation -> packing -> host batch) against examples/s
+consumed by the compiled train step, for the demo experiment, in one run.
+
+  python bench/data_pipeline.py              # demo.gin: demo_train, 16 x (512, 32) packed rows
+  python bench/data_pipeline.py --batches 40 --json out.json
+
+The last line is `ratio pipeline/train-step examples/s: X.XXx` (above 1: the step waits on nothing).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+  sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _examples(batch) -> int:
+  return int(sum(len(np.unique(row[row > 0])) for row in batch["encoder_segment_ids"]))
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--batches", type=int, default=30)
+  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--json")
+  args = p.parse_args()
+  os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+  import gin
+  import jax
+  from t0jax import gin_utils, optim
+  from t0jax.input_pipeline import TrainData
+  from t0jax.model import T5Config, init_params
+  from t0jax.trainer import make_train_step
+  import t0jax.catalog  # noqa: F401
+  gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
+  name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
+  lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
+  batch_size = gin.query_parameter("%BATCH_SIZE")
+  cfg = gin.get_configurable(T5Config)()
+
+  data = TrainData(name, lengths, batch_size, seed=0)
+  t0 = time.perf_counter()
+  it = data.host_batches()
+  first = next(it)
+  startup = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  produced = sum(_examples(next(it)) for _ in range(args.batches))
+  pipe_rate = produced / (time.perf_counter() - t0)
+
+  schedule = optim.constant_schedule(1e-3)
+  tx = optim.adafactor(schedule)
+  step = jax.jit(make_train_step(cfg, tx, schedule, 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0),
+                 donate_argnums=0)
+  params = init_params(cfg, jax.random.key(0))
+  state = {"step": np.int32(0), "params": params, "opt_state": tx.init(params)}
+  state, m = step(state, first)
+  jax.block_until_ready(m)
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    state, m = step(state, first)
+  jax.block_until_ready(m)
+  step_s = (time.perf_counter() - t0) / args.steps
+  step_rate = _examples(first) / step_s
+  figures = {"pipeline_examples_per_s": pipe_rate, "pipeline_startup_s": startup,
+             "train_step_s": step_s, "train_step_examples_per_s": step_rate,
+             "examples_per_batch": _examples(first), "ratio": pipe_rate / step_rate}
+  print(f"{name}: {batch_size} packed rows x {lengths}, {_examples(first)} examples per batch")
+  print(f"pipeline:   {pipe_rate:9.1f} examples/s (first batch after {startup:.1f} s)")
+  print(f"train step: {step_rate:9.1f} examples/s ({step_s:.3f} s/step)")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(figures, f, indent=2)
+  print(f"ratio pipeline/train-step examples/s: {figures['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
