@@ -43,7 +43,8 @@ MIXTURE_NAMES = _register_everything()
 __all__ = [
     "Catalog", "CatalogError", "DEMO_VOCABULARY", "DataUnavailableError", "DatasetSpec",
     "MAX_EXAMPLES_PER_DATASET", "MIXTURES", "MIXTURE_NAMES", "MixtureDef", "PromptInfo",
-    "TaskInfo", "UnknownNameError", "all_task_infos", "closest_names", "configure",
+    "TaskInfo", "UnknownNameError", "all_task_infos", "catalog_vocabulary", "closest_names",
+    "configure",
     "get_task_or_mixture", "load_catalog", "mixture_members", "mixture_rates", "plan_tasks",
     "prompt_task_rate", "register_catalog", "register_mixtures", "reset_skip_counts", "sanitize",
     "set_data_dir", "set_source", "set_tfds_data_dir", "set_vocab", "skip_counts", "task_info",

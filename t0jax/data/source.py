@@ -19,7 +19,10 @@ import tensorflow as tf
 from t0jax.data import readers, skips
 
 # Rendering is Python; TF must never try to claim an accelerator that JAX is using.
-tf.config.set_visible_devices([], "GPU")
+try:
+    tf.config.set_visible_devices([], "GPU")
+except RuntimeError:  # TF already initialized its devices (the host program did it first)
+    pass
 
 TRAIN_SIGNATURE = {
     "inputs": tf.TensorSpec([], tf.string),

@@ -134,7 +134,7 @@ PAIR_FRAMES = [
      ["closed the shop", "shut the shop"]),
     ("accepted the offer", ["agreed to the offer", "said yes to the offer"],
      ["rejected the offer", "turned down the offer"]),
-    ("remembered the meeting", ["recalled the meeting", "did not forget the meeting"],
+    ("remembered the meeting", ["recalled the meeting", "kept the meeting in mind"],
      ["forgot the meeting", "missed the meeting"]),
     ("praised the plan", ["spoke well of the plan", "applauded the plan"],
      ["criticised the plan", "attacked the plan"]),
