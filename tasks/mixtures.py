@@ -12,8 +12,6 @@ import logging
 
 import seqio
 
-from .registry import TaskInfo
-
 log = logging.getLogger("t0jax.catalog")
 
 MAX_EXAMPLES_PER_DATASET = 500_000

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -186,6 +187,8 @@ class TfdsReader(SplitReader):
             # count by reading, and cut shards out of the full split.
             self._sliceable = False
             self._num = int(sum(1 for _ in self._read(split, shuffle=False, seed=None)))
+            log.debug("TFDS %s has no split metadata for %r; counted %d examples by reading",
+                      spec.tfds, split, self._num)
 
     def _read(self, split, shuffle, seed):
         import tensorflow_datasets as tfds
