@@ -41,6 +41,10 @@ def get_mixture_or_task(name: str):
   return seqio.get_mixture_or_task(name)
 
 
+class DataShareError(ValueError):
+  """A host cannot read its share of the training data."""
+
+
 @dataclasses.dataclass
 class TrainData:
   mixture_or_task_name: str
@@ -63,13 +67,23 @@ class TrainData:
   def rows_per_shard(self) -> int:
     return self.global_batch_size // self.num_virtual_shards
 
-  def host_shards(self, process_index: int, process_count: int) -> range:
-    if self.num_virtual_shards % process_count:
+  def host_shards(self, slice_index: int, num_slices: int) -> range:
+    """The virtual shards of data slice `slice_index` (one slice per group of hosts that hold
+    distinct batch rows; with pure data parallelism, one per process)."""
+    if num_slices > self.num_virtual_shards or self.num_virtual_shards % num_slices:
       raise ValueError(
-          f"{process_count} processes cannot divide num_virtual_shards={self.num_virtual_shards}:"
-          " use a number of shards that is a multiple of the number of hosts.")
-    per = self.num_virtual_shards // process_count
-    return range(process_index * per, (process_index + 1) * per)
+          f"The batch is split between {num_slices} hosts (data slices), which cannot share "
+          f"num_virtual_shards={self.num_virtual_shards} evenly, so some host would have no or "
+          f"a different share of the data. Set train.num_virtual_shards to a multiple of "
+          f"{num_slices} that divides BATCH_SIZE={self.global_batch_size}.")
+    per = self.num_virtual_shards // num_slices
+    return range(slice_index * per, (slice_index + 1) * per)
+
+  def _describe_slice(self, slice_index: int, num_slices: int) -> str:
+    shards = self.host_shards(slice_index, num_slices)
+    return (f"data slice {slice_index} of {num_slices} (virtual shards {shards.start}-"
+            f"{shards.stop - 1} of {self.num_virtual_shards}) of {self.mixture_or_task_name!r}, "
+            f"split {self.split!r}")
 
   def _shard_dataset(self, shard: int, start_step: int):
     import seqio
@@ -85,13 +99,30 @@ class TrainData:
       ds = ds.skip(start_step)
     return ds.prefetch(tf.data.AUTOTUNE)
 
-  def host_batches(self, start_step: int = 0, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  def host_batches(self, start_step: int = 0, slice_index: int = 0,
+                   num_slices: int = 1) -> Iterator[Dict[str, np.ndarray]]:
     """This host's rows of each global batch, from step `start_step` on."""
-    iters = [self._shard_dataset(k, start_step).as_numpy_iterator()
-             for k in self.host_shards(process_index, process_count)]
+    shards = self.host_shards(slice_index, num_slices)
+    try:
+      iters = [(k, self._shard_dataset(k, start_step).as_numpy_iterator()) for k in shards]
+    except Exception as e:
+      if num_slices == 1:
+        raise
+      raise DataShareError(f"Cannot open {self._describe_slice(slice_index, num_slices)}: "
+                           f"{e}") from e
     while True:
-      parts = [next(it) for it in iters]
+      parts = []
+      for k, it in iters:
+        try:
+          parts.append(next(it))
+        except StopIteration:
+          # A repeated stream that ends has nothing at all: this host would have no data.
+          where = self._describe_slice(slice_index, num_slices)
+          raise DataShareError(
+              f"Virtual shard {k} yielded no examples, so {where} is empty. The split "
+              f"probably has fewer examples than "
+              f"num_virtual_shards={self.num_virtual_shards} (use fewer shards), or this host "
+              "cannot see the data the others read.") from None
       yield {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
   def state(self, step: int) -> dict:

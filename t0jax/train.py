@@ -4,7 +4,7 @@ import argparse
 import logging
 import sys
 
-from t0jax import gin_utils
+from t0jax import distributed, gin_utils
 
 
 def main(argv=None) -> int:
@@ -15,11 +15,22 @@ def main(argv=None) -> int:
       "Flags: --gin_file=FILE (repeatable), --gin.NAME=VALUE (repeatable), --model_dir=DIR.")
   parser.add_argument("--model_dir", help="where checkpoints and metrics go (gin MODEL_DIR)")
   parser.add_argument("--verbose", action="store_true")
+  distributed.add_flags(parser)
   args = parser.parse_args(rest)
-  logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                      format="%(levelname)s %(name)s: %(message)s")
   if not gin_files:
     parser.error("at least one --gin_file is required (e.g. --gin_file=gin/experiments/demo.gin)")
+  # Before anything touches a device: JAX fixes its device list at the first use.
+  try:
+    group = distributed.initialize_from_args(args)
+  except distributed.DistributedError as e:
+    print(f"t0jax train: {e}", file=sys.stderr)
+    return 2
+  primary = group.process_id == 0
+  # Only process 0 logs below errors; the others would repeat every line.
+  level = logging.INFO if args.verbose else logging.WARNING
+  prefix = f"[process {group.process_id}] " if group.is_multiprocess else ""
+  logging.basicConfig(level=level if primary else logging.ERROR,
+                      format=f"{prefix}%(levelname)s %(name)s: %(message)s")
   if args.model_dir:
     gin_flags.append(f"MODEL_DIR={args.model_dir!r}")
   # Everything that registers gin configurables or seqio tasks is imported before gin locks.
@@ -30,8 +41,10 @@ def main(argv=None) -> int:
     result = trainer.train()
   except (gin_utils.GinConfigError, PermissionError, ValueError, FileNotFoundError,
           RuntimeError) as e:
-    print(f"t0jax train: {e}", file=sys.stderr)
+    print(f"t0jax train: {prefix}{e}", file=sys.stderr)
     return 2
+  if not primary:
+    return 0
   if result["preempted"]:
     print(f"t0jax train: stopped by {result['preempted']} at step {result['step']}; the "
           "checkpoint is saved and the same command resumes.", file=sys.stderr)

@@ -4,6 +4,7 @@ Reads top to bottom: build the mesh and the optimizer, restore or initialise the
 one step with input/output shardings and donated state, then loop: batch, step, log, checkpoint.
 """
 import dataclasses
+import itertools
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from t0jax import flops, optim
+from t0jax import distributed, flops, optim
 from t0jax.checkpointing import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
                                  load_params, model_signature)
 from t0jax.input_pipeline import TrainData, check_truncation
@@ -33,16 +34,29 @@ class NonFiniteLossError(RuntimeError):
 
 
 class _Preemption:
-  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary and exits."""
+  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary and exits.
+
+  With several processes every host must save the same step, so SIGTERM is left to JAX's
+  preemption service (installed by `jax.distributed.initialize`), which picks a step all hosts
+  reach; `stop_at(step)` asks it. SIGINT keeps its default there (an interrupt, no checkpoint).
+  """
 
   def __init__(self):
     self.signal = None
     self._old = {}
+    self._multihost = jax.process_count() > 1
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (() if self._multihost else (signal.SIGTERM, signal.SIGINT)):
       self._old[sig] = signal.signal(sig, self._handle)
     return self
+
+  def stop_at(self, step: int) -> bool:
+    if self._multihost:
+      from jax.experimental import multihost_utils
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.signal = "SIGTERM"
+    return self.signal is not None
 
   def _handle(self, signum, frame):
     del frame
@@ -184,8 +198,12 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           truncation_check_examples: int = 200, num_devices: Optional[int] = None) -> dict:
   """Train to `train_steps` (resuming from the latest checkpoint in `model_dir` if any)."""
   _check_writable(model_dir)
-  primary = jax.process_index() == 0
+  distributed.check_shared_directory(model_dir)
+  primary = distributed.is_primary()
   cfg = model_config
+  if num_devices and jax.process_count() > 1:
+    raise ValueError(f"train.num_devices={num_devices} picks devices of one host; it cannot be "
+                     f"used with {jax.process_count()} processes. Remove it.")
   devices = jax.devices()[:num_devices] if num_devices else None
   part = Partitioner(num_partitions, axis_rules, devices=devices)
   if batch_size % (part.data_parallel_size * num_microbatches):
@@ -238,7 +256,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   eval_fn = _make_eval(cfg, part, state_sh["params"]) if eval_period else None
   writer = MetricsWriter(model_dir, train_steps, start, enabled=primary, tensorboard=tensorboard,
                          progress_bar=progress_bar)
-  batches = data.host_batches(start, jax.process_index(), jax.process_count())
+  batches = _host_batches(data, start, part.batch_sharding, batch_size)
   lengths = dict(task_feature_lengths)
   flops_per_step = flops.train_flops_per_step(cfg, batch_size, lengths["inputs"],
                                               lengths["targets"], remat_policy="none")
@@ -283,7 +301,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   step = start
   with part.activate(), _Preemption() as preempt:
     while step < train_steps:
-      batch = part.global_batch(next(batches))
+      batch = distributed.global_batch(next(batches), part.batch_sharding, batch_size)
       state, metrics = step_fn(state, batch)
       step += 1
       pending.append((step, metrics))
@@ -295,7 +313,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                      prefix="eval")
       if step % checkpoint_period == 0 and step != train_steps:
         save(step)
-      if preempt.signal:
+      if preempt.stop_at(step):
         log.warning("%s received: saving a checkpoint at step %d and exiting.", preempt.signal,
                     step)
         save(step, force=True)
@@ -307,6 +325,20 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   writer.close()
   return {"step": step, "losses": losses, "params": state["params"],
           "preempted": preempt.signal}
+
+
+def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int):
+  """This process's slice of every batch from `start` on. The first batch is read before any
+  collective, and every process learns if some host has no data, instead of waiting for it."""
+  error, first, it = None, None, None
+  try:
+    index, count = distributed.host_data_slice(batch_sharding, batch_size)
+    it = data.host_batches(start, index, count)
+    first = next(it)
+  except Exception as e:  # noqa: BLE001 - re-raised below, on this and on every other process
+    error = e
+  distributed.raise_if_any_failed(error, "reading the first batch")
+  return itertools.chain([first], it)
 
 
 def _make_eval(cfg: T5Config, part: Partitioner, param_sh):
@@ -325,10 +357,11 @@ def _make_eval(cfg: T5Config, part: Partitioner, param_sh):
 
   def run(params, name, lengths, batch_size, num_batches):
     data = TrainData(name, lengths, batch_size, split="validation", shuffle=False)
-    it = data.host_batches(0, jax.process_index(), jax.process_count())
+    it = _host_batches(data, 0, part.batch_sharding, batch_size)
     tot = np.zeros(3)
     for _ in range(num_batches):
-      tot += np.array(jax.device_get(loss_fn(params, part.global_batch(next(it)))), np.float64)
+      batch = distributed.global_batch(next(it), part.batch_sharding, batch_size)
+      tot += np.array(jax.device_get(loss_fn(params, batch)), np.float64)
     return {"loss": tot[0] / max(tot[2], 1), "accuracy": tot[1] / max(tot[2], 1)}
 
   return run
