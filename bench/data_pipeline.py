@@ -44,7 +44,8 @@ def main() -> None:
   batch_size = gin.query_parameter("%BATCH_SIZE")
   cfg = gin.get_configurable(T5Config)()
 
-  data = TrainData(name, lengths, batch_size, seed=0)
+  shards = gin.query_parameter("%NUM_VIRTUAL_SHARDS")
+  data = TrainData(name, lengths, batch_size, seed=0, num_virtual_shards=shards)
   t0 = time.perf_counter()
   it = data.host_batches()
   first = next(it)

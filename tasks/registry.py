@@ -94,6 +94,9 @@ def plan_tasks(spec: DatasetSpec) -> list:
     return planned
 
 
+TRAIN_SHUFFLE_BUFFER = 128
+
+
 def _add(info: TaskInfo, split_map: dict, vocabulary) -> None:
     spec = info.dataset
     source = PromptedDataSource(
@@ -105,7 +108,11 @@ def _add(info: TaskInfo, split_map: dict, vocabulary) -> None:
                      postprocess_fn=preprocessors.answer_index_postprocessor,
                      metric_fns=[preprocessors.rank_classification_accuracy])
     else:
-        extra = dict(preprocessors=preprocessors.train_preprocessors())
+        # The source already visits examples in a seeded random permutation, so seqio's buffer
+        # only mixes locally; its default (1,000 per task) would render and tokenise
+        # 1,000 x tasks x shards examples before a mixture's first batch.
+        extra = dict(preprocessors=preprocessors.train_preprocessors(),
+                     shuffle_buffer_size=TRAIN_SHUFFLE_BUFFER)
     seqio.TaskRegistry.add(info.name, source=source,
                            output_features=preprocessors.output_features(vocabulary), **extra)
     _INFO[info.name] = info
