@@ -87,13 +87,16 @@ def _facts(rng: random.Random, label: int) -> dict:
 
 
 def _pair(rng: random.Random, label: int) -> dict:
-    base, synonyms, antonyms = rng.choice(L.PAIR_FRAMES)
+    past, base, synonyms = rng.choice(L.PAIR_FRAMES)
     subject = rng.choice(L.NAMES)
     fixed = dict(o=rng.choice(L.PAIR_OBJECTS), c=rng.choice(L.CITIES))
     when = _fill(rng, rng.choice(L.TIMES))
     when = when[0].lower() + when[1:]
-    first = base if rng.random() < 0.6 else rng.choice(synonyms)
-    second = rng.choice([s for s in synonyms if s != first]) if label else rng.choice(antonyms)
+    first = past if rng.random() < 0.6 else rng.choice(synonyms)
+    if label:
+        second = rng.choice([s for s in synonyms if s != first])
+    else:
+        second = rng.choice(L.NEGATIONS).format(base=base)
     sentence1 = f"{subject} {first.format(**fixed)} {when}."
     if rng.random() < 0.5:
         sentence2 = f"{when[0].upper()}{when[1:]}, {subject} {second.format(**fixed)}."
@@ -162,7 +165,7 @@ def facts(split: str) -> list:
 
 def pairs(split: str) -> list:
     """Sentence pairs; label 1 paraphrase (the verb swapped for a synonym, maybe reordered),
-    0 not a paraphrase (the verb replaced by its opposite)."""
+    0 not a paraphrase (the second sentence says the event did not happen)."""
     return list(generate("pairs", split))
 
 

@@ -124,23 +124,20 @@ FACT_FILLERS = ["The neighbours all know each other.", "Everyone met at a party 
                 "They share a garden behind the building.", "The corner shop closes at {n} o'clock."]
 
 # ---- pairs (paraphrase) ---------------------------------------------------------------------
-# (base verb phrase, synonyms that keep the meaning, antonyms that reverse it), past tense
+# (past tense phrase, its base form, synonyms in the past tense that keep the meaning). A pair that
+# is not a paraphrase negates the event, with one of NEGATIONS.
 PAIR_FRAMES = [
-    ("bought {o}", ["purchased {o}", "paid for {o}"], ["sold {o}", "gave away {o}"]),
-    ("arrived in {c}", ["got to {c}", "reached {c}"], ["left {c}", "departed from {c}"]),
-    ("won the match", ["was victorious in the match", "came first in the match"],
-     ["lost the match", "was beaten in the match"]),
-    ("opened the shop", ["unlocked the shop", "started the shop's day"],
-     ["closed the shop", "shut the shop"]),
-    ("accepted the offer", ["agreed to the offer", "said yes to the offer"],
-     ["rejected the offer", "turned down the offer"]),
-    ("remembered the meeting", ["recalled the meeting", "kept the meeting in mind"],
-     ["forgot the meeting", "missed the meeting"]),
-    ("praised the plan", ["spoke well of the plan", "applauded the plan"],
-     ["criticised the plan", "attacked the plan"]),
-    ("started the engine", ["switched on the engine", "turned on the engine"],
-     ["stopped the engine", "switched off the engine"]),
+    ("bought {o}", "buy {o}", ["purchased {o}", "paid for {o}"]),
+    ("arrived in {c}", "arrive in {c}", ["got to {c}", "reached {c}"]),
+    ("won the match", "win the match", ["was victorious in the match", "came first in the match"]),
+    ("opened the shop", "open the shop", ["unlocked the shop", "started the shop's day"]),
+    ("accepted the offer", "accept the offer", ["agreed to the offer", "said yes to the offer"]),
+    ("remembered the meeting", "remember the meeting",
+     ["recalled the meeting", "kept the meeting in mind"]),
+    ("praised the plan", "praise the plan", ["spoke well of the plan", "applauded the plan"]),
+    ("started the engine", "start the engine", ["switched on the engine", "turned on the engine"]),
 ]
+NEGATIONS = ["did not {base}", "failed to {base}", "did not manage to {base}"]
 PAIR_OBJECTS = ["a used car", "a new laptop", "the old house", "two tickets", "a painting",
                 "a wooden table", "the company", "a vintage watch"]
 TIMES = ["on {day}", "last {season}", "yesterday", "early in the morning", "after lunch",
