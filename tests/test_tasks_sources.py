@@ -155,3 +155,12 @@ def test_environment_variables_apply_when_no_setter_was_called(monkeypatch, tmp_
     assert settings.data_dir() == "/elsewhere"
     settings.set_data_dir(None)
     assert settings.data_dir() == str(tmp_path)
+
+
+def test_each_pass_over_a_shuffled_source_visits_every_example_in_a_new_order():
+    task = catalog.get_task_or_mixture("demo_facts_follows")
+    ds = task.source.get_dataset("validation", shuffle=True, seed=3).repeat(2)
+    texts = [ex["inputs"] for ex in ds.as_numpy_iterator()]
+    first, second = texts[:200], texts[200:]
+    assert sorted(first) == sorted(second) and len(set(first)) == 200
+    assert first != second

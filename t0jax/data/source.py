@@ -142,12 +142,16 @@ class PromptedDataSource(seqio.DataSource):
                     use_cached=False, num_epochs=1) -> tf.data.Dataset:
         seed = None if seed is None else int(seed)
         # Opened eagerly so a missing source fails here, with its message, not inside tf.data.
-        first = self.examples(split, shuffle, seed, shard_info)
-        state = {"fresh": first}
+        state = {"fresh": self.examples(split, shuffle, seed, shard_info), "passes": 0}
 
         def generate():
-            # tf.data calls this once per pass (epoch); the first pass uses the opened reader.
-            examples = state.pop("fresh", None) or self.examples(split, shuffle, seed, shard_info)
+            # tf.data calls this once per pass (epoch); the first pass uses the opened reader,
+            # later ones reshuffle with the next seed (unless seqio cached the first pass).
+            examples = state.pop("fresh", None)
+            if examples is None:
+                state["passes"] += 1
+                pass_seed = None if seed is None else seed + state["passes"]
+                examples = self.examples(split, shuffle, pass_seed, shard_info)
             yield from examples
 
         signature = SCORE_EVAL_SIGNATURE if self.score_eval else TRAIN_SIGNATURE
