@@ -188,6 +188,7 @@ def main(argv=None) -> int:
   from t0jax.checkpoints.hf import CheckpointError
   from t0jax.evaluation import EvalDataError
   try:
+    gin.clear_config()  # the command owns gin's configuration (main may run twice in a process)
     gin_utils.parse([DEFAULT_GIN] + gin_files, flags + gin_flags)
     results = evaluate_checkpoint()
   except (gin_utils.GinConfigError, EvalUsageError, EvalDataError, CheckpointError,
