@@ -303,6 +303,21 @@ def initialize_from_args(args, environ: Optional[Mapping[str, str]] = None) -> P
   return initialize(group, getattr(args, "distributed_timeout_s", DEFAULT_TIMEOUT_S))
 
 
+def finish(group: ProcessGroup, exit_code: int) -> int:
+  """End a run. A clean end passes JAX's shutdown barrier explicitly (left to interpreter exit,
+  it waits about a minute for peers that are already gone); a failure exits at once, so the
+  process does not wait at that barrier for hosts that are still running."""
+  if not group.is_multiprocess:
+    return exit_code
+  if exit_code == 0:
+    import jax
+    jax.distributed.shutdown()
+    return 0
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(exit_code)
+
+
 def process_index() -> int:
   import jax
   return jax.process_index()
@@ -320,18 +335,22 @@ def describe_process() -> str:
 
 # ---- data: which slice of the global batch this process reads ----
 
-def host_data_slice(batch_sharding, global_batch_size: int) -> Tuple[int, int]:
+def host_data_slice(batch_sharding, global_batch_size: int, process_of=None,
+                    this_process: Optional[int] = None) -> Tuple[int, int]:
   """(slice index, number of slices) of the global batch that this process must supply.
 
   Hosts whose devices hold the same rows (the 'model' axis spans hosts) read the same slice, so
-  the number of slices can be smaller than the number of processes.
+  the number of slices can be smaller than the number of processes. `process_of` (device ->
+  process index) and `this_process` default to JAX's.
   """
   import jax
+  process_of = process_of or (lambda d: d.process_index)
+  this_process = jax.process_index() if this_process is None else this_process
   rows_of = {}
   for device, index in batch_sharding.devices_indices_map((global_batch_size,)).items():
     start, stop, _ = index[0].indices(global_batch_size)
-    lo, hi = rows_of.get(device.process_index, (global_batch_size, 0))
-    rows_of[device.process_index] = (min(lo, start), max(hi, stop))
+    lo, hi = rows_of.get(process_of(device), (global_batch_size, 0))
+    rows_of[process_of(device)] = (min(lo, start), max(hi, stop))
   slices = sorted(set(rows_of.values()))
   covered = 0
   for lo, hi in slices:
@@ -341,8 +360,7 @@ def host_data_slice(batch_sharding, global_batch_size: int) -> Tuple[int, int]:
           "process must hold one contiguous block of the batch. Use a num_partitions that divides"
           " the number of devices per host, or a multiple of it.")
     covered = hi
-  mine = rows_of[jax.process_index()]
-  return slices.index(mine), len(slices)
+  return slices.index(rows_of[this_process]), len(slices)
 
 
 def global_batch(local_batch: Mapping[str, np.ndarray], batch_sharding, global_batch_size: int):

@@ -42,15 +42,13 @@ def main(argv=None) -> int:
   except (gin_utils.GinConfigError, PermissionError, ValueError, FileNotFoundError,
           RuntimeError) as e:
     print(f"t0jax train: {prefix}{e}", file=sys.stderr)
-    return 2
-  if not primary:
-    return 0
-  if result["preempted"]:
+    return distributed.finish(group, 2)
+  if primary and result["preempted"]:
     print(f"t0jax train: stopped by {result['preempted']} at step {result['step']}; the "
           "checkpoint is saved and the same command resumes.", file=sys.stderr)
-    return 0
-  print(f"t0jax train: done at step {result['step']}.")
-  return 0
+  elif primary:
+    print(f"t0jax train: done at step {result['step']}.")
+  return distributed.finish(group, 0)
 
 
 if __name__ == "__main__":
