@@ -71,9 +71,10 @@ class RelativePositionBias(nn.Module):
         (self.num_heads, self.num_buckets), jnp.float32)
     ids = relative_position_buckets(qlen, klen, self.bidirectional, self.num_buckets,
                                     self.max_distance)
-    # A one-hot contraction instead of a gather: it partitions cleanly over 'heads'.
-    onehot = jax.nn.one_hot(ids, self.num_buckets, dtype=jnp.float32)
-    bias = jnp.einsum("hb,qkb->hqk", table, onehot)
+    # A gather, not a one-hot contraction: the contraction's gradient is a [heads, q, k] x
+    # [q, k, buckets] product that cost XLA:CPU ~3% of a T5-small training step. 'heads' is a
+    # pass-through axis of the gather, so it still partitions over 'heads'.
+    bias = jnp.take(table, jnp.asarray(ids), axis=1)
     return bias[None].astype(self.dtype)  # [1, heads, q, k]
 
 
@@ -98,9 +99,13 @@ class DenseGeneral(nn.Module):
     init = self.init or _scaled_init(1.0, "normal")
     kernel = self.param("kernel", _partitioned(init(in_axis, out_axis), self.axes), shape,
                         jnp.float32)
-    contract = (tuple(range(x.ndim - self.num_in, x.ndim)), in_axis)
-    return jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype),
-                               (contract, ((), ())))
+    # One 2-D matmul over flattened (free, row-major) views. A contraction over several axes, or
+    # one whose gradient contracts over (batch, length), makes XLA:CPU transpose activations
+    # element by element before its matmuls; flat operands cut a T5-small training step by ~16%.
+    rows = math.prod(x.shape[:x.ndim - self.num_in])
+    y = jnp.dot(x.astype(self.dtype).reshape(rows, math.prod(in_shape)),
+                kernel.astype(self.dtype).reshape(math.prod(in_shape), math.prod(self.features)))
+    return y.reshape(x.shape[:x.ndim - self.num_in] + tuple(self.features))
 
 
 def _scaled_init(scale, distribution):
