@@ -96,8 +96,8 @@ def evaluate_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
                         axis_rules="standard", num_devices: Optional[int] = None,
                         dtype: Optional[str] = None, pack_choices: bool = True,
                         max_decode_length: int = 64, num_beams: int = 1,
-                        length_penalty: float = 0.6, vocab: Optional[str] = None,
-                        tensorboard: bool = True) -> dict:
+                        length_penalty: float = 0.6, buckets_per_octave: int = 4,
+                        vocab: Optional[str] = None, tensorboard: bool = True) -> dict:
   """Load the checkpoint, evaluate it, write the reports; returns the results dict."""
   import jax
   from t0jax.data import settings as data_settings
@@ -128,7 +128,8 @@ def evaluate_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
                      calibration_input=calibration_input, all_prompts=all_prompts,
                      per_example=per_example, partitioner=partitioner,
                      pack_choices=pack_choices, max_decode_length=max_decode_length,
-                     num_beams=num_beams, length_penalty=length_penalty)
+                     num_beams=num_beams, length_penalty=length_penalty,
+                     buckets_per_octave=buckets_per_octave)
   results["checkpoint"] = {"path": os.path.abspath(checkpoint_path), "step": step}
   if jax.process_index() == 0:
     results["files"] = report.write_all(results, output_dir, checkpoint=checkpoint_path,

@@ -23,7 +23,8 @@ CFG = T5Config(vocab_size=896, d_model=32, num_heads=2, head_dim=8, d_ff=48, num
                relative_attention_max_distance=16)
 MIXTURE = "demo_heldout_score_eval"
 # One device, one length bucket per octave and few examples: few programs to compile.
-FAST = ["--max_examples", "3", "--gin.NUM_DEVICES=1", "--gin.EVAL_BATCH_SIZE=8"]
+FAST = ["--max_examples", "3", "--gin.NUM_DEVICES=1", "--gin.EVAL_BATCH_SIZE=8",
+        "--gin.BUCKETS_PER_OCTAVE=1"]
 
 
 def random_params(cfg, seed=0):

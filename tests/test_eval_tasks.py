@@ -12,7 +12,8 @@ import seqio
 import tensorflow as tf
 
 import t0jax.catalog as catalog
-from t0jax.evaluation import EvalDataError, data as eval_data, evaluate, hosts
+from t0jax.evaluation import EvalDataError, data as eval_data, evaluate, hosts, metrics
+from t0jax.evaluation.evaluator import prompt_metadata, resolve_tasks
 from t0jax.model import T5Config, Transformer, init_params
 
 tf.config.set_visible_devices([], "GPU")
@@ -81,6 +82,7 @@ def setup():
 def run(setup, name, **kw):
   model, params = setup
   kw.setdefault("batch_size", 8)
+  kw.setdefault("buckets_per_octave", 1)  # fewer programs to compile
   return evaluate(model, params, CFG, PREFIX + name, **kw)
 
 
@@ -145,3 +147,30 @@ def test_repeated_evaluations_reuse_the_cached_inputs(setup, monkeypatch):
   again = run(setup, "colours", calibrate=True)
   assert reads == []
   assert "accuracy_calibrated" in again["prompts"][PREFIX + "colours"]["metrics"]
+
+
+def test_t0_held_out_prompts_are_grouped_as_t0_reports_them():
+  """Catalogue tasks are grouped by dataset + subset + eval split (ANLI's three rounds apart),
+  and every held-out dataset of the T0 mixture has its reference figure."""
+  meta = [prompt_metadata(t.name) for t in resolve_tasks("t0_eval_score_eval")]
+  datasets = {m["dataset"] for m in meta}
+  assert datasets == {"super_glue/rte", "super_glue/cb", "anli_r1", "anli_r2", "anli_r3",
+                      "super_glue/wsc.fixed", "winogrande/winogrande_xl", "super_glue/copa",
+                      "hellaswag", "story_cloze/2016", "super_glue/wic"}
+  assert datasets <= set(metrics.T0_REFERENCE)
+  assert all(m["original_task"] for m in meta)
+  assert prompt_metadata("my_own_task") == {"dataset": "my_own_task", "prompt": "my_own_task",
+                                            "original_task": True}
+
+
+def test_all_prompts_adds_a_datasets_other_prompts_on_the_same_split():
+  infos = [i for i in catalog.all_task_infos()
+           if i.score_eval and i.eval_split and not i.prompt.original_task]
+  info = infos[0]
+  original = next(i for i in catalog.all_task_infos()
+                  if i.score_eval and i.dataset.key == info.dataset.key and i.prompt.original_task
+                  and i.split_suffix == info.split_suffix)
+  names = [t.name for t in resolve_tasks(original.name, all_prompts=True)]
+  assert original.name in names and info.name in names
+  assert not prompt_metadata(info.name)["original_task"]
+  assert [t.name for t in resolve_tasks(original.name)] == [original.name]

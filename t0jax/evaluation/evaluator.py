@@ -109,11 +109,14 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
              calibration_input: str = "N/A", all_prompts: bool = False,
              per_example: bool = False, partitioner=None, pack_choices: bool = True,
              max_decode_length: int = 64, num_beams: int = 1,
-             length_penalty: float = 0.6) -> dict:
+             length_penalty: float = 0.6, buckets_per_octave: int = 4) -> dict:
   """Evaluate `params` on every task of `mixture_or_task_name`; returns the results dict that
   `t0jax eval` writes as results.json (see docs/evaluation.md). Cheap to call repeatedly: task
   inputs and compiled programs are cached. With a partitioner on several hosts, every host calls
-  this with its own params shards and gets the same results."""
+  this with its own params shards and gets the same results.
+
+  `buckets_per_octave` sets the padded input lengths: more buckets waste less padding but
+  compile more programs (1 = powers of two)."""
   start = time.perf_counter()
   tasks = resolve_tasks(mixture_or_task_name, all_prompts)
   for task in tasks:
@@ -127,14 +130,15 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   read_seconds = time.perf_counter() - start
 
   scorer = ChoiceScorer(model, params, batch_size=batch_size, partitioner=partitioner,
-                        pack_choices=pack_choices)
+                        pack_choices=pack_choices, per_octave=buckets_per_octave)
   ranked = [d for d in datas if d.kind == "rank"]
   all_scores, all_counts = scorer.score([x for d in ranked for x in d.inputs],
                                         [c for d in ranked for c in d.choices])
   unconditional = (_calibration_scores(scorer, tasks, datas, calibration_input) if calibrate
                    else [None] * len(tasks))
   generator = Generator(model, params, batch_size=batch_size, partitioner=partitioner,
-                        num_beams=num_beams, length_penalty=length_penalty)
+                        num_beams=num_beams, length_penalty=length_penalty,
+                        per_octave=buckets_per_octave)
   generated = _generate(generator, tasks, datas, task_feature_lengths, max_decode_length)
   score_seconds = time.perf_counter() - start - read_seconds
 
@@ -167,6 +171,7 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
                    "calibrate": calibrate, "calibration_input": calibration_input,
                    "all_prompts": all_prompts, "pack_choices": pack_choices,
                    "num_beams": num_beams, "max_decode_length": max_decode_length,
+                   "buckets_per_octave": buckets_per_octave,
                    "num_data_slices": num_slices},
       "prompts": prompts,
       "datasets": metrics.aggregate(prompts),
