@@ -92,7 +92,10 @@ class TrainData:
     ds = task.get_dataset(sequence_length=dict(self.task_feature_lengths), split=self.split,
                           shuffle=self.shuffle, seed=self.seed, num_epochs=None,
                           shard_info=seqio.ShardInfo(shard, self.num_virtual_shards),
-                          use_cached=False)
+                          use_cached=False,
+                          # Small splits would be cached in memory and replay the first epoch's
+                          # order; without the cache the source reshuffles each pass.
+                          try_in_mem_cache=False)
     ds = seqio.EncDecFeatureConverter(pack=self.pack)(ds, dict(self.task_feature_lengths))
     ds = ds.batch(self.rows_per_shard, drop_remainder=True)
     if start_step:

@@ -191,6 +191,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           initial_checkpoint_path: Optional[str] = None, checkpoint_period: int = 1000,
           keep_checkpoints: Optional[int] = 3, log_period: int = 100, eval_period: int = 0,
           eval_mixture_or_task_name: Optional[str] = None, eval_batches: int = 4,
+          eval_max_examples: Optional[int] = None,
           num_microbatches: int = 1, num_partitions: int = 1, axis_rules="standard",
           z_loss: float = 1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", seed: int = 0,
           pack: bool = True, num_virtual_shards: int = 8, async_checkpointing: bool = True,
@@ -253,7 +254,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                     loss_normalizing_factor, seed),
                     in_shardings=(state_sh, part.batch_sharding),
                     out_shardings=(state_sh, part.replicated), donate_argnums=0)
-  eval_fn = _make_eval(cfg, part, state_sh["params"]) if eval_period else None
+  eval_fn = _make_eval(cfg, part, eval_max_examples) if eval_period else None
   writer = MetricsWriter(model_dir, train_steps, start, enabled=primary, tensorboard=tensorboard,
                          progress_bar=progress_bar)
   batches = _host_batches(data, start, part.batch_sharding, batch_size)
@@ -341,8 +342,10 @@ def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int):
   return itertools.chain([first], it)
 
 
-def _make_eval(cfg: T5Config, part: Partitioner, param_sh):
-  """Validation loss on a mixture's validation split (packed, unshuffled)."""
+def _make_eval(cfg: T5Config, part: Partitioner, max_examples: Optional[int]):
+  """Periodic evaluation. A mixture or task of score-eval (answer-choice) tasks is evaluated by
+  rank classification with t0jax's evaluator (per-dataset median accuracy over original-task
+  prompts); anything else by loss and token accuracy on its validation split."""
   model = Transformer(cfg)
 
   @jax.jit
@@ -355,13 +358,28 @@ def _make_eval(cfg: T5Config, part: Partitioner, param_sh):
     correct = (jnp.argmax(logits, -1) == batch["decoder_target_tokens"]) * w
     return loss.sum(), correct.sum(), w.sum()
 
+  def rank(params, name, batch_size):
+    from t0jax.evaluation.evaluator import evaluate
+    results = evaluate(model, params, cfg, name, batch_size=batch_size,
+                       max_examples=max_examples, partitioner=part)
+    out = {}
+    for dataset, entry in results["datasets"].items():
+      group = entry.get("original_task") or {}
+      acc = group.get("accuracy") or entry.get("all_prompts", {}).get("accuracy")
+      if isinstance(acc, dict):
+        out[f"{dataset}/median_accuracy"] = acc["median"]
+    if out:
+      out["median_accuracy_mean_over_datasets"] = float(np.mean(list(out.values())))
+    return out
+
   def run(params, name, lengths, batch_size, num_batches):
+    if name.endswith("score_eval"):
+      return rank(params, name, batch_size)
     data = TrainData(name, lengths, batch_size, split="validation", shuffle=False)
-    it = _host_batches(data, 0, part.batch_sharding, batch_size)
+    it = data.host_batches(0, *distributed.host_data_slice(part.batch_sharding, batch_size))
     tot = np.zeros(3)
     for _ in range(num_batches):
-      batch = distributed.global_batch(next(it), part.batch_sharding, batch_size)
-      tot += np.array(jax.device_get(loss_fn(params, batch)), np.float64)
+      tot += np.array(jax.device_get(loss_fn(params, part.global_batch(next(it)))), np.float64)
     return {"loss": tot[0] / max(tot[2], 1), "accuracy": tot[1] / max(tot[2], 1)}
 
   return run

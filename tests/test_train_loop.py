@@ -203,3 +203,13 @@ def test_predict_reads_a_t0jax_training_checkpoint(runs, capsys):
   out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert out["choices"] == ["positive", "negative"] and len(out["scores"]) == 2
   assert out["prediction"] == out["choices"][int(np.argmax(out["scores"]))]
+
+
+def test_periodic_evaluation_scores_a_score_eval_mixture_by_rank_classification(tmp_path):
+  out = _train(tmp_path, train_steps=2, checkpoint_period=100, num_devices=1, eval_period=2,
+               eval_mixture_or_task_name="demo_heldout_score_eval", eval_max_examples=4)
+  assert out["step"] == 2
+  evals = [r for r in read_metrics(tmp_path) if any(k.startswith("eval/") for k in r)]
+  assert len(evals) == 1 and evals[0]["step"] == 2
+  accs = {k: v for k, v in evals[0].items() if k.endswith("/median_accuracy")}
+  assert accs and all(0.0 <= v <= 100.0 for v in accs.values())  # percent, as T0 reports
