@@ -174,3 +174,13 @@ def test_all_prompts_adds_a_datasets_other_prompts_on_the_same_split():
   assert original.name in names and info.name in names
   assert not prompt_metadata(info.name)["original_task"]
   assert [t.name for t in resolve_tasks(original.name)] == [original.name]
+
+
+def test_token_ids_outside_the_checkpoints_vocabulary_are_named():
+  data = eval_data.TaskData("some_task", "rank", [(5, 0, 0)], [[3, 4]], ["x"], ["a"], [{}],
+                            choices=[[[7, 1], [900, 1]]], choice_texts=[["a", "b"]],
+                            answer_idx=[0])
+  with pytest.raises(EvalDataError, match=r"task some_task, example idx 5, choice 1: token id "
+                                          r"900 is outside 1\.\.895"):
+    eval_data.check_token_ids(data, 896)
+  eval_data.check_token_ids(data, 1024)  # fits a larger embedding

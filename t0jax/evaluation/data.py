@@ -170,8 +170,9 @@ def check_token_ids(data: TaskData, model_vocab_size: int) -> None:
     seqs = [("input", inputs)] + [(f"choice {j}", c) for j, c in
                                   enumerate(data.choices[k] if data.choices else [])]
     for name, seq in seqs:
-      bad = [t for t in seq if not 0 < t < model_vocab_size]
-      if bad:
+      ids = np.asarray(seq)
+      bad = ids[(ids <= 0) | (ids >= model_vocab_size)]
+      if bad.size:
         raise EvalDataError(
             f"task {data.task}, example idx {data.keys[k][0]}, {name}: token id {bad[0]} is "
             f"outside 1..{model_vocab_size - 1} (the checkpoint's vocabulary); was it tokenised "
