@@ -8,6 +8,7 @@ The model behind the numbers is `t0jax.planning`.
 """
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import sys
@@ -25,10 +26,16 @@ def settings_from_gin(gin_files, gin_flags) -> planning.RunSettings:
   import gin
   from t0jax import trainer
   gin.clear_config()
-  gin_utils.parse(gin_files, gin_flags, finalize=False)
-  bound = gin.get_bindings("t0jax.train", resolve_references=True)
-  defaults = {k: p.default for k, p in inspect.signature(trainer.train).parameters.items()}
-  args = {**defaults, **bound}
+  try:
+    gin_utils.parse(gin_files, gin_flags, finalize=False)
+    bound = gin.get_bindings("t0jax.train", resolve_references=True)
+    defaults = {k: p.default for k, p in inspect.signature(trainer.train).parameters.items()}
+    args = {**defaults, **bound}
+    # The optimizer reads its gin bindings when called: keep them, the config is cleared below.
+    args["optimizer"] = functools.partial(args["optimizer"],
+                                          **gin.get_bindings(args["optimizer"]))
+  finally:
+    gin.clear_config()  # leave no configuration behind for whatever runs next in this process
   missing = [k for k in ("model_config", "batch_size", "task_feature_lengths")
              if not _given(args.get(k))]
   if missing:
