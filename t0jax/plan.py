@@ -116,7 +116,8 @@ def report(p: planning.Plan, gin_files, alternatives=()) -> str:
                  "raised; launch/gpu_slurm.sh sets 0.92.")
   if not p.fits:
     if alternatives:
-      lines += ["", "  settings that fit (fastest first):"]
+      lines += ["", "  settings that fit (fastest first; communication is not modelled, so "
+                "compare them on the hardware):"]
       for alt in alternatives:
         lines.append(f"    {_gib(alt.memory['total']).strip():>6} GiB, "
                      f"{alt.step_seconds:.2f} s/step: "

@@ -293,7 +293,7 @@ def alternatives(s: RunSettings, topology: Topology, mfu: float, margin: float,
                  remat_policy: Optional[str] = None, limit: int = 4) -> List[Plan]:
   """Settings that fit when `s` does not, fastest first: model parallelism (powers of two up to
   the number of heads), FSDP, more rematerialisation, gradient accumulation (the fewest
-  microbatches that fit for each combination)."""
+  microbatches that fit for each combination). Step times count FLOPs only."""
   base = s.cfg.remat_policy if remat_policy is None else remat_policy
   n = topology.num_devices
   parts = [p for p in (2 ** i for i in range(12)) if p <= min(n, s.cfg.num_heads) and n % p == 0]
@@ -309,6 +309,9 @@ def alternatives(s: RunSettings, topology: Topology, mfu: float, margin: float,
             found.append(trial)
             break
           micro *= 2
-  found.sort(key=lambda t: (round(t.step_seconds, 6), t.settings.num_partitions,
-                            t.settings.num_microbatches, t.memory["total"]))
+  # Communication is not modelled; among equally fast settings prefer a model axis inside one
+  # host (fast interconnect), then fewer microbatches, then less model parallelism.
+  found.sort(key=lambda t: (round(t.step_seconds, 6),
+                            t.settings.num_partitions > topology.devices_per_host,
+                            t.settings.num_microbatches, t.settings.num_partitions))
   return found[:limit]
