@@ -113,6 +113,53 @@ def peak_rss_mib() -> dict:
           "peak_rss_process_mib": max(since_reset, _peak_before_reset_kib) / 1024}
 
 
+def _cpu_busy_s(cpus: List[int]) -> Optional[float]:
+  """Seconds the given CPUs spent busy (any process) since boot, from /proc/stat."""
+  try:
+    with open("/proc/stat") as f:
+      lines = {ln.split()[0]: ln.split()[1:] for ln in f if ln.startswith("cpu")}
+  except OSError:
+    return None
+  tick = os.sysconf("SC_CLK_TCK")
+  busy = 0
+  for cpu in cpus:
+    fields = [int(v) for v in lines.get(f"cpu{cpu}", [])[:8]]
+    if len(fields) < 8:
+      return None
+    busy += sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+  return busy / tick
+
+
+class CpuMonitor:
+  """How much CPU this process used, and how much *other* processes took from its CPUs.
+
+  Other work on the same cores distorts both frameworks (OpenMP's spin-waiting suffers most), so
+  the figures are only comparable when `other_cores` stays near zero.
+  """
+
+  def __init__(self, cpus: List[int]):
+    self.cpus = cpus
+
+  def __enter__(self):
+    self.wall = time.perf_counter()
+    self.own = _own_cpu_s()
+    self.busy = _cpu_busy_s(self.cpus)
+    return self
+
+  def __exit__(self, *exc):
+    wall = time.perf_counter() - self.wall
+    own = _own_cpu_s() - self.own
+    busy = _cpu_busy_s(self.cpus)
+    self.result = {"own_cores": own / wall,
+                   "other_cores": None if busy is None or self.busy is None
+                   else max(0.0, (busy - self.busy - own) / wall)}
+
+
+def _own_cpu_s() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
 def time_calls(fn: Callable[[], object], warmup: int, steps: int) -> List[float]:
   """Wall-clock seconds of `steps` calls after `warmup` untimed ones; `fn` must block."""
   for _ in range(warmup):

@@ -99,8 +99,9 @@ def _measure(run, spec: Spec) -> dict:
   run()
   first = time.perf_counter() - start
   _common.reset_peak_rss()
-  result = _common.summarise(_common.time_calls(run, spec.warmup, spec.steps))
-  return dict(result, first_step_s=first)
+  with _common.CpuMonitor(sorted(os.sched_getaffinity(0))) as cpu:
+    times = _common.time_calls(run, spec.warmup, spec.steps)
+  return dict(_common.summarise(times), first_step_s=first, **cpu.result)
 
 
 def _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state) -> dict:
@@ -230,8 +231,7 @@ def jax_matmul(spec: Spec) -> dict:
   a = jax.random.normal(ka, (m, k), spec.dtype)
   b = jax.random.normal(kb, (k, n), spec.dtype)
   dot = jax.jit(jnp.dot)
-  times = _common.time_calls(lambda: dot(a, b).block_until_ready(), 1 + spec.warmup, spec.steps)
-  return _common.summarise(times)
+  return _timed(lambda: dot(a, b).block_until_ready(), spec)
 
 
 def torch_matmul(spec: Spec) -> dict:
@@ -248,7 +248,13 @@ def torch_matmul(spec: Spec) -> dict:
   def run():
     torch.mm(a, b)
     sync()
-  return _common.summarise(_common.time_calls(run, 1 + spec.warmup, spec.steps))
+  return _timed(run, spec)
+
+
+def _timed(run, spec: Spec) -> dict:
+  with _common.CpuMonitor(sorted(os.sched_getaffinity(0))) as cpu:
+    times = _common.time_calls(run, 1 + spec.warmup, spec.steps)
+  return dict(_common.summarise(times), **cpu.result)
 
 
 WORKERS = {("jax", "train"): jax_train, ("torch", "train"): torch_train,
@@ -296,11 +302,19 @@ def build_spec(args) -> Spec:
       raise SystemExit(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
   if args.warmup < 0:
     raise SystemExit(f"--warmup must be 0 or more, got {args.warmup}.")
+  try:
+    matmul_shape = tuple(int(v) for v in args.matmul_shape.split(","))
+  except ValueError:
+    matmul_shape = ()
+  if len(matmul_shape) != 3 or min(matmul_shape) < 1:
+    raise SystemExit(f"--matmul_shape {args.matmul_shape!r}: give three positive integers M,K,N "
+                     "(e.g. 8192,256,1024).")
   steps = args.steps or (20 if args.matmul else 5)
   return Spec(mode="matmul" if args.matmul else "train", config=cfg.__dict__.copy(),
               batch=args.batch, input_len=args.input_len, target_len=args.target_len,
               steps=steps, warmup=args.warmup, dtype=args.dtype, threads=args.threads,
-              platform=args.platform, seed=args.seed, breakdown=args.breakdown)
+              platform=args.platform, seed=args.seed, breakdown=args.breakdown,
+              matmul_shape=matmul_shape)
 
 
 def _row(label, values, fmt):
@@ -334,11 +348,31 @@ def report_train(spec: Spec, res: dict, args) -> dict:
   for part in ("forward", "forward+backward", "optimizer"):
     if "breakdown" in sides[0]:
       print(_row(f"  {part} alone (s)", [r["breakdown"][part] for r in sides], "{:.3f}"))
+  _print_cpu_rows(sides)
   check = loss_check(spec, sides)
   print(f"loss check: {check['verdict']}")
-  summary = {"tokens_per_step": tokens, "ratio_tokens_per_s": ratio, "loss_check": check}
+  summary = {"tokens_per_step": tokens, "ratio_tokens_per_s": ratio, "loss_check": check,
+             "machine_busy": _warn_if_busy(sides)}
   print(f"ratio t0jax/pytorch tokens/s: {ratio:.2f}x")
   return summary
+
+
+# Other processes' CPU use (in cores) beyond which the two sides are not comparable.
+BUSY_CORES = 0.25
+
+
+def _print_cpu_rows(sides) -> None:
+  print(_row("CPU cores used", [r["own_cores"] for r in sides], "{:.2f}"))
+  print(_row("other processes (cores)", [r["other_cores"] for r in sides], "{:.2f}"))
+
+
+def _warn_if_busy(sides) -> bool:
+  busy = [r["other_cores"] for r in sides if (r["other_cores"] or 0) > BUSY_CORES]
+  if busy:
+    print(f"WARNING: other processes used up to {max(busy):.2f} CPU cores on this benchmark's "
+          "CPUs while it ran; the figures above are not a fair comparison. Rerun on a quiet "
+          "machine.")
+  return bool(busy)
 
 
 def loss_check(spec: Spec, sides) -> dict:
@@ -362,11 +396,13 @@ def report_matmul(spec: Spec, res: dict) -> dict:
   ratio = sides[0]["gflop_per_s"] / sides[1]["gflop_per_s"]
   print(f"matmul [{m} x {k}] @ [{k} x {n}], {spec.dtype}, {spec.platform} x {spec.threads} "
         f"threads, {spec.warmup} warm-up + {spec.steps} timed calls (median)")
-  print(_row("", [NAMES["jax"], NAMES["torch"]], "{}"))
+  print(_row("", ["JAX (XLA)", "PyTorch"], "{}"))
   print(_row("time (ms)", [r["median_s"] * 1e3 for r in sides], "{:.2f}"))
   print(_row("GFLOP/s", [r["gflop_per_s"] for r in sides], "{:.1f}"))
+  _print_cpu_rows(sides)
+  busy = _warn_if_busy(sides)
   print(f"ratio t0jax/pytorch GFLOP/s: {ratio:.2f}x")
-  return {"ratio_gflop_per_s": ratio}
+  return {"ratio_gflop_per_s": ratio, "machine_busy": busy}
 
 
 def parse_args(argv=None):
@@ -394,7 +430,9 @@ def parse_args(argv=None):
                  help="initialise each side on its own instead of sharing weights through a "
                       "safetensors file (skips the loss check; for models too big to write)")
   p.add_argument("--matmul", action="store_true",
-                 help="instead: the %dx%dx%d matmul microbenchmark" % _common.MATMUL_SHAPE)
+                 help="instead: the [M, K] x [K, N] matmul microbenchmark, in --dtype")
+  p.add_argument("--matmul_shape", default="%d,%d,%d" % _common.MATMUL_SHAPE, metavar="M,K,N",
+                 help="the matmul's shape (default %(default)s)")
   p.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
   p.add_argument("--_worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   p.add_argument("--_spec", help=argparse.SUPPRESS)
