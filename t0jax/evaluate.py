@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     gin_utils.parse([DEFAULT_GIN] + gin_files, flags + gin_flags)
     results = evaluate_checkpoint()
   except (gin_utils.GinConfigError, EvalUsageError, EvalDataError, CheckpointError,
-          KeyError, FileNotFoundError, ValueError) as e:
+          distributed.DistributedError, KeyError, FileNotFoundError, ValueError) as e:
     message = getattr(e, "message", None) or str(e)
     print(f"{_PROG}: {prefix}{message}", file=sys.stderr)
     return 2

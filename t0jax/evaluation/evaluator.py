@@ -122,11 +122,16 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   for task in tasks:
     eval_data.check_vocabulary(task, cfg.vocab_size)
   data_slice, num_slices = hosts.data_slice(partitioner)
-  datas = [eval_data.load_task(t, split=split, task_feature_lengths=task_feature_lengths,
-                               max_examples=max_examples, host=data_slice, hosts=num_slices)
-           for t in tasks]
-  for d in datas:
-    eval_data.check_token_ids(d, cfg.vocab_size)
+  datas, error = [], None
+  try:  # an example only one host reads may be bad: every host must learn of it and stop
+    for task in tasks:
+      datas.append(eval_data.load_task(task, split=split, max_examples=max_examples,
+                                       task_feature_lengths=task_feature_lengths,
+                                       host=data_slice, hosts=num_slices))
+      eval_data.check_token_ids(datas[-1], cfg.vocab_size)
+  except EvalDataError as e:
+    error = e
+  hosts.raise_if_any_failed(error, "reading the evaluation data")
   read_seconds = time.perf_counter() - start
 
   scorer = ChoiceScorer(model, params, batch_size=batch_size, partitioner=partitioner,

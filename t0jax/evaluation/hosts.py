@@ -57,3 +57,14 @@ def allgather_json(obj: Any, allgather: Optional[Callable] = None) -> List[Any]:
   padded[:data.size] = data
   gathered = np.asarray(allgather(padded)).reshape(len(sizes), -1)
   return [json.loads(bytes(gathered[h, :int(n)]).decode("utf-8")) for h, n in enumerate(sizes)]
+
+
+def raise_if_any_failed(error: Optional[BaseException], what: str) -> None:
+  """Stop every host when one failed (a host left waiting in a collective would hang)."""
+  import jax
+  if jax.process_count() == 1:
+    if error is not None:
+      raise error
+    return
+  from t0jax.distributed import raise_if_any_failed as stop_all
+  stop_all(error, what)
