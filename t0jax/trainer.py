@@ -231,6 +231,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), keep_checkpoints,
                       async_checkpointing)
   latest = ckpt.latest_step()
+  # Every host reads its first batch before the costly part (restore or init, compilation), so
+  # a host without its share of the data stops all hosts at once.
+  batches = _host_batches(data, latest or 0, part.batch_sharding, batch_size)
   if latest is not None:
     state, data_state, _ = ckpt.restore(latest, abstract_with_shardings(state_shapes, state_sh),
                                         expected_config=run_config)
@@ -257,7 +260,6 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   eval_fn = _make_eval(cfg, part, eval_max_examples) if eval_period else None
   writer = MetricsWriter(model_dir, train_steps, start, enabled=primary, tensorboard=tensorboard,
                          progress_bar=progress_bar)
-  batches = _host_batches(data, start, part.batch_sharding, batch_size)
   lengths = dict(task_feature_lengths)
   flops_per_step = flops.train_flops_per_step(cfg, batch_size, lengths["inputs"],
                                               lengths["targets"], remat_policy="none")
@@ -379,7 +381,8 @@ def _make_eval(cfg: T5Config, part: Partitioner, max_examples: Optional[int]):
     it = data.host_batches(0, *distributed.host_data_slice(part.batch_sharding, batch_size))
     tot = np.zeros(3)
     for _ in range(num_batches):
-      tot += np.array(jax.device_get(loss_fn(params, part.global_batch(next(it)))), np.float64)
+      batch = distributed.global_batch(next(it), part.batch_sharding, batch_size)
+      tot += np.array(jax.device_get(loss_fn(params, batch)), np.float64)
     return {"loss": tot[0] / max(tot[2], 1), "accuracy": tot[1] / max(tot[2], 1)}
 
   return run

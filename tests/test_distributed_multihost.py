@@ -2,6 +2,7 @@
 devices: same per-step losses, same final parameters; both write their part of each checkpoint,
 only process 0 writes metrics; a 2-process run resumes another layout's checkpoint and stops
 every host at one agreed step on SIGTERM; a host without its data share stops every host."""
+import fcntl
 import json
 import os
 import shutil
@@ -61,11 +62,9 @@ def _losses(model_dir):
   return {r["step"]: r["loss"] for r in read_metrics(model_dir)}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _train_both_ways(base):
   """The same 4 steps as 2 processes x 4 devices (subprocesses) and, meanwhile, as 1 process x
-  8 devices (this process)."""
-  base = tmp_path_factory.mktemp("multihost")
+  8 devices (this process). Keeps the second's losses and parameters on disk."""
   procs = _launch(base / "two", *STEPS, *TWO_HOST_LAYOUT)
   try:
     gin.clear_config()
@@ -77,7 +76,28 @@ def runs(tmp_path_factory):
     outs = _outputs(procs)
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out
-  return base, one, outs
+  np.savez(base / "one_params.npz", *[np.asarray(x) for x in jax.tree.leaves(one["params"])])
+  (base / "done.json").write_text(json.dumps({"losses": one["losses"], "outputs": outs}))
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, worker_id):
+  """Computed once per test session, even with several xdist workers (they share the base temp
+  directory's parent and take turns through a lock)."""
+  root = tmp_path_factory.getbasetemp()
+  shared = root.parent if worker_id != "master" else root
+  base = shared / "multihost"
+  with open(shared / "multihost.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (base / "done.json").exists():
+      shutil.rmtree(base, ignore_errors=True)
+      base.mkdir()
+      _train_both_ways(base)
+  done = json.loads((base / "done.json").read_text())
+  with np.load(base / "one_params.npz") as f:
+    params = [f[f"arr_{i}"] for i in range(len(f.files))]
+  one = {"losses": {int(k): v for k, v in done["losses"].items()}, "params": params}
+  return base, one, done["outputs"]
 
 
 def test_two_processes_give_the_per_step_losses_and_parameters_of_one_process(runs):

@@ -212,9 +212,9 @@ def fixture_rows(tmp_path):
 
 
 def test_host_whose_data_share_is_empty_gets_an_error_naming_its_slice(fixture_rows):
-  # 3 examples over 8 virtual shards: shards 4 and 5 (second host's) hold nothing.
+  # 3 examples over 8 virtual shards: shard 4 holds nothing, so the 5th of 8 hosts has no data.
   data = TrainData("amazon_polarity_flattering_light", {"inputs": 64, "targets": 8}, 8,
                    num_virtual_shards=8)
   with pytest.raises(DataShareError, match=r"Virtual shard 4 yielded no examples, so data slice "
-                     r"1 of 2 \(virtual shards 4-7 of 8\) of 'amazon_polarity_flattering_light'"):
-    next(data.host_batches(0, 1, 2))
+                     r"4 of 8 \(virtual shards 4-4 of 8\) of 'amazon_polarity_flattering_light'"):
+    next(data.host_batches(0, 4, 8))
