@@ -34,6 +34,7 @@ def run_bench(*args, tmp_path):
   return proc.stdout.strip().splitlines(), json.loads(out.read_text())
 
 
+@pytest.mark.slow  # two full benchmark runs (minutes on 2 cores): run with --runslow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_both_frameworks_train_the_same_model_and_the_last_line_is_the_ratio(tmp_path, dtype):
   lines, figures = run_bench(*TINY, "--dtype", dtype, tmp_path=tmp_path)

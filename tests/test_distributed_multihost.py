@@ -128,6 +128,7 @@ def test_each_process_writes_its_part_of_every_checkpoint(runs):
     assert parts == ["ocdbt.process_0", "ocdbt.process_1"]
 
 
+@pytest.mark.slow  # a third and fourth multi-process run: run with --runslow
 def test_two_processes_resume_another_layouts_checkpoint_and_stop_together_on_sigterm(
     runs, tmp_path):
   base, one, _ = runs
