@@ -3,8 +3,8 @@
 Reads top to bottom: build the mesh and the optimizer, restore or initialise the state, compile
 one step with input/output shardings and donated state, then loop: batch, step, log, checkpoint.
 """
+import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import signal
@@ -234,24 +234,28 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   # Every host reads its first batch before the costly part (restore or init, compilation), so
   # a host without its share of the data stops all hosts at once.
   batches = _host_batches(data, latest or 0, part.batch_sharding, batch_size)
-  if latest is not None:
-    state, data_state, _ = ckpt.restore(latest, abstract_with_shardings(state_shapes, state_sh),
-                                        expected_config=run_config)
-    data.check_resumable(data_state)
-    start = int(state["step"])
-    log.info("Resumed from %s/checkpoints/%d", model_dir, latest)
-  else:
-    if initial_checkpoint_path:
-      params = _load_initial_params(initial_checkpoint_path, cfg, param_sh, param_shapes)
+  try:
+    if latest is not None:
+      state, data_state, _ = ckpt.restore(latest, abstract_with_shardings(state_shapes, state_sh),
+                                          expected_config=run_config)
+      data.check_resumable(data_state)
+      start = int(state["step"])
+      log.info("Resumed from %s/checkpoints/%d", model_dir, latest)
     else:
-      params = part.init_params(cfg, jax.random.key(seed))
-    opt_state = jax.jit(tx.init, out_shardings=state_sh["opt_state"])(params)
-    state = {"step": jax.device_put(jnp.int32(0), part.replicated), "params": params,
-             "opt_state": opt_state}
-    start = 0
-    if primary and truncation_check_examples:
-      check_truncation(mixture_or_task_name, task_feature_lengths,
-                       max_examples=truncation_check_examples)
+      if initial_checkpoint_path:
+        params = _load_initial_params(initial_checkpoint_path, cfg, param_sh, param_shapes)
+      else:
+        params = part.init_params(cfg, jax.random.key(seed))
+      opt_state = jax.jit(tx.init, out_shardings=state_sh["opt_state"])(params)
+      state = {"step": jax.device_put(jnp.int32(0), part.replicated), "params": params,
+               "opt_state": opt_state}
+      start = 0
+      if primary and truncation_check_examples:
+        check_truncation(mixture_or_task_name, task_feature_lengths,
+                         max_examples=truncation_check_examples)
+  except BaseException:
+    batches.close()  # stop the input threads now, not when the traceback is collected
+    raise
 
   step_fn = jax.jit(make_train_step(cfg, tx, schedule, num_microbatches, z_loss,
                                     loss_normalizing_factor, seed),
@@ -302,7 +306,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     last_good = step_now
 
   step = start
-  with part.activate(), _Preemption() as preempt:
+  with part.activate(), _Preemption() as preempt, contextlib.closing(batches):
     while step < train_steps:
       batch = distributed.global_batch(next(batches), part.batch_sharding, batch_size)
       state, metrics = step_fn(state, batch)
@@ -341,7 +345,24 @@ def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int):
   except Exception as e:  # noqa: BLE001 - re-raised below, on this and on every other process
     error = e
   distributed.raise_if_any_failed(error, "reading the first batch")
-  return itertools.chain([first], it)
+  return _FirstThenRest(first, it)
+
+
+class _FirstThenRest:
+  """`first`, then the rest of a batch generator; `close()` also stops the generator's input
+  threads (left running, they would outlive a failed `train` inside its traceback)."""
+
+  def __init__(self, first, rest):
+    self._first, self._rest = [first], rest
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return self._first.pop() if self._first else next(self._rest)
+
+  def close(self):
+    self._rest.close()
 
 
 def _make_eval(cfg: T5Config, part: Partitioner, max_examples: Optional[int]):
