@@ -41,6 +41,8 @@ setup(
         # torch is pinned exactly: an unpinned torch pulls several GB of CUDA packages.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", "transformers>=5.0,<6"],
         "hf": ["datasets>=3"],
+        "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+        "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
     },
     entry_points={"console_scripts": ["t0jax=t0jax.cli:main"]},
 )

@@ -3,10 +3,11 @@ from typing import Optional
 
 from t0jax.model.config import T5Config
 
-# Dense bf16 peak FLOP/s per device (chip for TPU, GPU for GPUs), from vendors' specifications.
+# Dense bf16 peak FLOP/s per JAX device, from vendors' specifications. A JAX device is a
+# TensorCore on TPU v2/v3 (vendors quote those per chip = 2 cores) and a chip from v4 on.
 PEAK_FLOPS = {
-    "TPU v2": 45e12 / 2,  # per core; v2 is reported per chip = 2 cores
-    "TPU v3": 123e12,
+    "TPU v2": 45e12 / 2,
+    "TPU v3": 123e12 / 2,
     "TPU v4": 275e12,
     "TPU v5 lite": 197e12,
     "TPU v5e": 197e12,
