@@ -37,44 +37,31 @@ def _checkpoint_vocabulary(path: str) -> Optional[str]:
   return None
 
 
-def load_checkpoint(path: str, partitioner, dtype: Optional[str] = None):
-  """(cfg, params placed on the partitioner's mesh, step) from either checkpoint format."""
-  import jax
-  import numpy as np
+def read_model_config(path: str):
+  """(cfg, format, step) of a checkpoint, from its config alone (no arrays are read), so a bad
+  path or a vocabulary mismatch fails before the weights are loaded."""
+  import json
   from t0jax import checkpointing
   from t0jax.checkpoints import hf
-  from t0jax.model import logical_axes
   if not os.path.isdir(path):
     raise EvalUsageError(f"--checkpoint {path} does not exist (or is not a directory).")
-  if os.path.isfile(os.path.join(path, hf.CONFIG_FILE)):
-    cfg, params = hf.load_hf_checkpoint(path)
-    if dtype:
-      cfg = cfg.replace(dtype=dtype)
-    shardings = partitioner.shardings(logical_axes(cfg))
-    params = jax.tree.map(lambda x, s: jax.device_put(np.asarray(x, np.float32), s), params,
-                          shardings)
-    return cfg, params, 0
+  config_file = os.path.join(path, hf.CONFIG_FILE)
+  if os.path.isfile(config_file):
+    try:
+      with open(config_file) as f:
+        return hf.config_from_hf(json.load(f), config_file), "hf", 0
+    except ValueError as e:
+      if isinstance(e, hf.CheckpointError):
+        raise
+      raise EvalUsageError(f"{config_file} is not valid JSON: {e}") from e
   try:
-    _, step = checkpointing.checkpoint_location(path)
+    ckpt_dir, step = checkpointing.checkpoint_location(path)
   except FileNotFoundError:
-    step = None
-  if step is None:
     raise EvalUsageError(
         f"--checkpoint {path}: not a checkpoint t0jax can read; expected a Hugging Face T5 "
         f"directory ({hf.CONFIG_FILE} + {hf.WEIGHTS_FILE}) or a t0jax training checkpoint (a "
-        "MODEL_DIR, its checkpoints/ folder, or one step folder).")
-  cfg, _ = _saved_config(path)
-  if dtype:
-    cfg = cfg.replace(dtype=dtype)
-  _, params = checkpointing.load_params(path, partitioner.shardings(logical_axes(cfg)))
-  return cfg, params, step
-
-
-def _saved_config(path: str):
-  """The model config a t0jax checkpoint was trained with, read without its arrays."""
-  from t0jax import checkpointing
+        "MODEL_DIR, its checkpoints/ folder, or one step folder).") from None
   from t0jax.model import T5Config
-  ckpt_dir, step = checkpointing.checkpoint_location(path)
   ckpt = checkpointing.Checkpointer(ckpt_dir, keep=None, async_save=False)
   try:
     _, config = ckpt.read_meta(step)
@@ -82,7 +69,24 @@ def _saved_config(path: str):
     ckpt.close()
   full = dict(config["model_full"])
   full["mlp_activations"] = tuple(full["mlp_activations"])
-  return T5Config(**full), step
+  return T5Config(**full), "t0jax", step
+
+
+def load_params(path: str, checkpoint_format: str, cfg, partitioner):
+  """(cfg, parameters placed on the partitioner's mesh by their logical axes). An HF import may
+  refine the config (how its output head is tied); the activation dtype of `cfg` is kept."""
+  import jax
+  import numpy as np
+  from t0jax import checkpointing
+  from t0jax.checkpoints import hf
+  from t0jax.model import logical_axes
+  if checkpoint_format == "hf":
+    imported, params = hf.load_hf_checkpoint(path)
+    cfg = imported.replace(dtype=cfg.dtype)
+    shardings = partitioner.shardings(logical_axes(cfg))
+    return cfg, jax.tree.map(lambda x, s: jax.device_put(np.asarray(x, np.float32), s), params,
+                             shardings)
+  return cfg, checkpointing.load_params(path, partitioner.shardings(logical_axes(cfg)))[1]
 
 
 @gin.configurable(module="t0jax")
@@ -101,7 +105,8 @@ def evaluate_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
   """Load the checkpoint, evaluate it, write the reports; returns the results dict."""
   import jax
   from t0jax.data import settings as data_settings
-  from t0jax.evaluation import evaluate, report
+  from t0jax.evaluation import data as eval_data
+  from t0jax.evaluation import evaluate, report, resolve_tasks
   from t0jax.model import Transformer
   from t0jax.partitioning import Partitioner
 
@@ -119,9 +124,15 @@ def evaluate_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
     if kept:
       log.info("Using the checkpoint's vocabulary %s for catalogue tasks.", kept)
       data_settings.set_vocab(kept)
+  tasks = resolve_tasks(mixture_or_task_name, all_prompts)  # unknown names fail here
+  cfg, checkpoint_format, step = read_model_config(checkpoint_path)
+  for task in tasks:  # before the weights are read
+    eval_data.check_vocabulary(task, cfg.vocab_size)
+  if dtype:
+    cfg = cfg.replace(dtype=dtype)
   devices = jax.devices()[:num_devices] if num_devices else None
   partitioner = Partitioner(num_partitions, axis_rules, devices=devices)
-  cfg, params, step = load_checkpoint(checkpoint_path, partitioner, dtype)
+  cfg, params = load_params(checkpoint_path, checkpoint_format, cfg, partitioner)
   results = evaluate(Transformer(cfg), params, cfg, mixture_or_task_name, batch_size=batch_size,
                      split=split, task_feature_lengths=task_feature_lengths,
                      max_examples=max_examples, calibrate=calibrate,

@@ -135,3 +135,11 @@ def test_a_path_that_is_no_checkpoint_is_named(tmp_path, capsys):
 def test_gin_overrides_are_checked(checkpoints, tmp_path, capsys):
   assert run_eval(checkpoints["t0jax"], tmp_path, "--gin.EVAL_BATCH_SIZ=4") == 2
   assert "EVAL_BATCH_SIZE" in capsys.readouterr().err  # the closest macro is suggested
+
+
+def test_an_unknown_mixture_fails_before_the_checkpoint_is_read(tmp_path, capsys):
+  assert eval_cli.main(["--checkpoint", str(tmp_path), "--mixture", "demo_heldout_scor_eval",
+                        "--output_dir", str(tmp_path / "out")]) == 2
+  message = capsys.readouterr().err
+  assert "no task or mixture named 'demo_heldout_scor_eval'" in message
+  assert "demo_heldout_score_eval" in message  # the closest registered name
