@@ -71,9 +71,5 @@ def state_shardings(opt_state_shapes, params_shapes, param_shardings):
   return visit(opt_state_shapes)
 
 
-def global_norm(tree) -> jax.Array:
-  return optax.global_norm(tree)
-
-
 def num_bytes(tree) -> int:
   return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))

@@ -124,14 +124,14 @@ def make_train_step(cfg: T5Config, tx: optax.GradientTransformation, schedule: C
       norm = jnp.float32(loss_normalizing_factor)
     grads = jax.tree.map(lambda g: g / norm, grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
-    update_norm = optax.global_norm(updates)
+    update_norm = optax.tree.norm(updates)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "opt_state": opt_state}
     tokens = jnp.maximum(aux["weight"], 1.0)
     metrics = {"loss": aux["loss_sum"] / tokens, "z_loss": aux["z_loss_sum"] / tokens,
                "accuracy": aux["correct"] / tokens, "target_tokens": aux["weight"],
                "input_tokens": jnp.sum(batch["encoder_input_tokens"] > 0).astype(jnp.float32),
-               "grad_norm": optax.global_norm(grads), "update_norm": update_norm,
+               "grad_norm": optax.tree.norm(grads), "update_norm": update_norm,
                "learning_rate": schedule(state["step"])}
     return new_state, metrics
 
