@@ -46,7 +46,7 @@ def write_json(results: dict, output_dir: str) -> str:
 
 def _rank_table(datasets: Dict[str, dict]) -> List[str]:
   lines = ["| dataset | prompts | median | mean | min | max | T0 (mean) | per-token median | "
-           "per-char median | calibrated median | examples | target not in choices |",
+           "per-char median | calibrated median | prompted examples | target not in choices |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, d in datasets.items():
     group = d["original_task"]
