@@ -192,3 +192,19 @@ def parse_result(stdout: str) -> Optional[dict]:
 def matmul_flops(shape) -> float:
   m, k, n = shape
   return 2.0 * m * k * n
+
+
+def load_t0jax_weights(model, weights_dir: str) -> None:
+  """Loads the weights t0jax exported (`save_hf_checkpoint`) into a transformers T5, so both
+  sides of a benchmark start from the same parameters. For v1.1 the caller gives the model its
+  own output head first (transformers 5 ties it to the embedding at init)."""
+  from pathlib import Path
+  from safetensors.torch import load_file
+  state = {}
+  for shard in sorted(Path(weights_dir).glob("*.safetensors")):
+    state.update(load_file(str(shard)))
+  missing, unexpected = model.load_state_dict(state, strict=False)
+  aliases = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+  if unexpected or set(missing) - aliases:
+    raise RuntimeError(f"t0jax's exported weights do not fit the HF model: missing "
+                       f"{sorted(set(missing) - aliases)}, unexpected {sorted(unexpected)}.")

@@ -2,7 +2,7 @@
 (SeqIO mixture -> prompt rendering -> tokenisation -> packing -> host batch) against examples/s
 consumed by the compiled train step, for the demo experiment, in one run.
 
-  python bench/data_pipeline.py              # demo.gin: demo_train, 16 x (512, 32) packed rows
+  python bench/data_pipeline.py              # demo.gin: demo_train, its BATCH_SIZE x (512, 32) packed rows
   python bench/data_pipeline.py --batches 40 --json out.json
 
 The last line is `ratio pipeline/train-step examples/s: X.XXx` (above 1: the step waits on nothing).

@@ -6,7 +6,9 @@ mixture (`demo_train`, prompted inputs of a few dozen to ~400 tokens). t0jax pac
 SeqIO's packing feature converter into fixed [batch, 512] / [batch, 32] rows (the trainer's
 pipeline); PyTorch batches the same number of examples per step and pads each batch to its own
 longest input and target. Throughput counts real (non-padding) input + target tokens only.
-Each framework runs in its own process, pinned to the same CPUs; the last line is the ratio.
+Both start from the same weights (t0jax's initialisation, exported to safetensors) and the same
+Adafactor settings. Each framework runs in its own process, pinned to the same CPUs; the last
+line is the ratio.
 
   python bench/train_demo.py                  # demo model (tiny T5 v1.1), ~1,500 examples
   python bench/train_demo.py --examples 3000 --threads 2 --json out.json
@@ -71,6 +73,7 @@ def prepare(num_examples: int, rows: int, seed: int, out: str) -> dict:
 def jax_worker(args) -> dict:
   import jax
   from t0jax import optim
+  from t0jax.checkpoints import save_hf_checkpoint
   from t0jax.model import T5Config, init_params
   from t0jax.trainer import make_train_step
   fields = json.loads(args.config)
@@ -86,6 +89,7 @@ def jax_worker(args) -> dict:
   step = jax.jit(make_train_step(cfg, tx, schedule, 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0),
                  donate_argnums=0)
   params = init_params(cfg, jax.random.key(0))
+  save_hf_checkpoint(params, cfg, args.data + ".weights")  # PyTorch starts from these
   state = {"step": np.int32(0), "params": params, "opt_state": tx.init(params)}
   state, m = step(state, batches[0])  # compile
   jax.block_until_ready(m)
@@ -118,6 +122,7 @@ def torch_worker(args) -> dict:
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   if not fields["tie_word_embeddings"]:  # transformers 5 ties the head at init even for v1.1
     model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
+  _common.load_t0jax_weights(model, args.data + ".weights")  # t0jax's initial weights
   model.train()
   opt = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True, relative_step=False,
                   warmup_init=False, clip_threshold=1.0, decay_rate=-0.8)
@@ -167,7 +172,7 @@ def _spawn(kind: str, args, data: str, config: str, torch_batch: int) -> dict:
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--examples", type=int, default=1500)
-  p.add_argument("--rows", type=int, default=16, help="packed rows per t0jax batch (demo.gin)")
+  p.add_argument("--rows", type=int, default=8, help="packed rows per t0jax batch (demo.gin: BATCH_SIZE 8)")
   p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--json", help="write the figures here")
@@ -192,7 +197,7 @@ def main() -> None:
     r["tokens_per_sec"] = r["real_tokens"] / r["seconds"]
     rows.append(f"{name:<28} {r['steps']:>5} steps  {r['real_tokens']:>8} real tokens  "
                 f"{r['seconds']:8.2f} s  {r['tokens_per_sec']:10.0f} tok/s  "
-                f"peak RSS {r['peak_rss_process_mib']:7.0f} MiB")
+                f"final loss {r['final_loss']:6.3f}  peak RSS {r['peak_rss_process_mib']:7.0f} MiB")
   print(f"demo mixture: {info['examples']} examples, {info['real_tokens']} real tokens; "
         f"t0jax {args.rows} packed rows x {LENGTHS}, PyTorch {torch_batch} examples/batch; "
         f"{args.threads} thread(s)")

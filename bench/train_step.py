@@ -88,7 +88,7 @@ def jax_train(spec: Spec) -> dict:
   if spec.breakdown:  # after the timed steps: their loss check needs the untouched weights
     result["breakdown"] = _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state)
   result.update(first_loss=first_loss, num_params=cfg.num_params(),
-                backend=jax.default_backend(), **_common.peak_rss_mib())
+                backend=jax.default_backend())
   return result
 
 
@@ -101,7 +101,8 @@ def _measure(run, spec: Spec) -> dict:
   _common.reset_peak_rss()
   with _common.CpuMonitor(sorted(os.sched_getaffinity(0))) as cpu:
     times = _common.time_calls(run, spec.warmup, spec.steps)
-  return dict(_common.summarise(times), first_step_s=first, **cpu.result)
+  return dict(_common.summarise(times), first_step_s=first, **cpu.result,
+              **_common.peak_rss_mib())
 
 
 def _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state) -> dict:
@@ -161,7 +162,7 @@ def torch_train(spec: Spec) -> dict:
   if spec.breakdown:
     result["breakdown"] = _torch_breakdown(spec, torch, model, opt, loss, sync)
   result.update(first_loss=first_loss, num_params=sum(p.numel() for p in model.parameters()),
-                backend=device, **_common.peak_rss_mib())
+                backend=device)
   return result
 
 
@@ -185,15 +186,7 @@ def _torch_model(spec: Spec, torch, transformers):
     raise RuntimeError("the HF model still ties or rescales its output head; the comparison "
                        "would not be like for like (check the transformers version).")
   if spec.weights_dir:
-    from safetensors.torch import load_file
-    state = {}
-    for shard in sorted(Path(spec.weights_dir).glob("*.safetensors")):
-      state.update(load_file(str(shard)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    aliases = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
-    if unexpected or set(missing) - aliases:
-      raise RuntimeError(f"t0jax's exported weights do not fit the HF model: missing "
-                         f"{sorted(set(missing) - aliases)}, unexpected {sorted(unexpected)}.")
+    _common.load_t0jax_weights(model, spec.weights_dir)
   return model
 
 

@@ -207,10 +207,12 @@ def main(argv=None) -> int:
           distributed.DistributedError, KeyError, FileNotFoundError, ValueError) as e:
     message = getattr(e, "message", None) or str(e)
     print(f"{_PROG}: {prefix}{message}", file=sys.stderr)
-    return 2
+    return distributed.finish(group, 2)
   if group.process_id == 0:
     _print_summary(results)
-  return 0
+  # Passes JAX's shutdown barrier now: left to interpreter exit, a multi-process evaluation
+  # waits about a minute there for peers that have already gone.
+  return distributed.finish(group, 0)
 
 
 def _print_summary(results: dict) -> None:

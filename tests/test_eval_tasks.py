@@ -184,3 +184,17 @@ def test_token_ids_outside_the_checkpoints_vocabulary_are_named():
                                           r"900 is outside 1\.\.895"):
     eval_data.check_token_ids(data, 896)
   eval_data.check_token_ids(data, 1024)  # fits a larger embedding
+
+
+def test_the_seqio_task_metric_counts_examples_as_the_evaluator_does():
+  """The catalogue tasks' seqio metric and `t0jax eval` agree: a target outside the choices
+  (answer_idx -1) is left out of the accuracy and counted, not scored as wrong."""
+  from t0jax.data import rank_classification_accuracy
+  gold = np.array([0, 1, -1, 2, -1])
+  predicted = np.array([0, 0, 1, 2, 0])
+  scores = [np.eye(3)[p] for p in predicted]
+  expected = metrics.rank_metrics(scores, [np.ones(3)] * 5, [np.ones(3)] * 5, gold)
+  got = rank_classification_accuracy(gold, predicted)
+  assert got["accuracy"] == pytest.approx(expected["accuracy"]) == pytest.approx(200 / 3)
+  assert got["num_target_not_in_choices"] == expected["num_target_not_in_choices"] == 2
+  assert np.isnan(rank_classification_accuracy([-1], [0])["accuracy"])

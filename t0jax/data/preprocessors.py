@@ -69,11 +69,15 @@ def answer_index_postprocessor(output, example=None, is_target=False):
 
 
 def rank_classification_accuracy(targets: Sequence[int], predictions: Sequence[int]) -> dict:
-    """Percentage of examples whose highest-scoring choice is the gold one. An example whose gold
-    answer is not among its choices (`answer_idx` -1) counts as wrong."""
+    """Percentage of examples whose highest-scoring choice is the gold one, as `t0jax eval`
+    reports it: an example whose gold answer is not among its choices (`answer_idx` -1) is left
+    out of the accuracy and counted in `num_target_not_in_choices`."""
     targets, predictions = np.asarray(targets), np.asarray(predictions)
     if targets.shape != predictions.shape:
         raise ValueError(f"{targets.shape[0]} targets but {predictions.shape[0]} predictions")
-    if targets.size == 0:
-        return {"accuracy": float("nan")}
-    return {"accuracy": 100.0 * float(np.mean((targets == predictions) & (targets >= 0)))}
+    gold = targets >= 0
+    missing = int(np.sum(~gold))
+    if not gold.any():
+        return {"accuracy": float("nan"), "num_target_not_in_choices": missing}
+    return {"accuracy": 100.0 * float(np.mean(targets[gold] == predictions[gold])),
+            "num_target_not_in_choices": missing}
