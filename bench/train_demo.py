@@ -53,7 +53,7 @@ def prepare(num_examples: int, rows: int, seed: int, out: str) -> dict:
   import t0jax.catalog  # noqa: F401
   mixture = seqio.get_mixture_or_task("demo_train")
   ds = mixture.get_dataset(sequence_length=LENGTHS, split="train", shuffle=True, seed=seed,
-                           num_epochs=None).take(num_examples)
+                           num_epochs=None, try_in_mem_cache=False).take(num_examples)
   examples = [{"inputs": ex["inputs"].tolist(), "targets": ex["targets"].tolist()}
               for ex in ds.as_numpy_iterator()]
   packed_ds = seqio.EncDecFeatureConverter(pack=True)(

@@ -102,7 +102,8 @@ def _show(catalog, args) -> None:
     examples = list(itertools.islice(task.source.examples(split), args.num))
     lengths = [None] * len(examples)
     if args.tokens:
-        ds = task.get_dataset(sequence_length=None, split=split, shuffle=False)
+        ds = task.get_dataset(sequence_length=None, split=split, shuffle=False,
+                              try_in_mem_cache=False)  # a sample, not a full pass
         lengths = [(len(ex["inputs"]), len(ex["targets"]))
                    for ex in itertools.islice(ds.as_numpy_iterator(), len(examples))]
     print(f"{args.name} ({split}): {len(examples)} example(s)")

@@ -20,12 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def _tf():
-  import tensorflow as tf
-  try:  # TensorFlow must never take accelerator memory from JAX.
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:
-    pass
-  return tf
+  from t0jax.tf_setup import import_tensorflow
+  return import_tensorflow()  # quiet, and never holding accelerator memory
 
 
 def get_mixture_or_task(name: str):
@@ -158,7 +154,9 @@ def check_truncation(name: str, lengths: Mapping[str, int], split: str = "train"
   for t in tasks:
     try:
       ds = t.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
-                         use_cached=False, trim_output_features=False)
+                         use_cached=False, trim_output_features=False,
+                         # only a sample is read: an in-memory cache would be dropped half-full
+                         try_in_mem_cache=False)
     except Exception as e:  # noqa: BLE001 - a task without this split is reported, not fatal
       log.warning("Could not sample task %s for the truncation check: %s", t.name, e)
       continue

@@ -3,6 +3,9 @@ preprocessing, deferred vocabularies and the settings that say where data lives.
 
 The catalogue (`t0jax.catalog`) builds seqio tasks out of these pieces.
 """
+from t0jax.tf_setup import import_tensorflow
+
+import_tensorflow()  # before seqio and TFDS load it: quiet, no GPUs for TensorFlow
 from t0jax.data.settings import (DEFAULT_VOCAB, configure, set_data_dir, set_source,
                                  set_tfds_data_dir, set_vocab)
 from t0jax.data.readers import DataUnavailableError, SourceSpec, open_split, shard_range

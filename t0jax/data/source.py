@@ -13,16 +13,12 @@ import functools
 import os
 from typing import Mapping, Optional
 
-import seqio
-import tensorflow as tf
+from t0jax.tf_setup import import_tensorflow
 
-from t0jax.data import readers, skips
+tf = import_tensorflow()  # quiet, GPUs hidden: rendering is Python, JAX owns the accelerators
+import seqio  # noqa: E402
 
-# Rendering is Python; TF must never try to claim an accelerator that JAX is using.
-try:
-    tf.config.set_visible_devices([], "GPU")
-except RuntimeError:  # TF already initialized its devices (the host program did it first)
-    pass
+from t0jax.data import readers, skips  # noqa: E402
 
 TRAIN_SIGNATURE = {
     "inputs": tf.TensorSpec([], tf.string),
