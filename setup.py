@@ -12,12 +12,16 @@ setup(
     # The top-level `tasks/` catalogue (datasets, prompts, mixtures) ships inside the package as
     # `t0jax.catalog`, so `import t0jax.catalog` works from a checkout and from an install.
     packages=find_packages(include=["t0jax", "t0jax.*"]) + ["t0jax.catalog"]
-    + ["t0jax.catalog." + p for p in find_packages("tasks")] + ["t0jax.configs"],
-    # `gin/` ships as `t0jax.configs` (data only: no __init__.py, so it never shadows gin-config).
-    package_dir={"t0jax.catalog": "tasks", "t0jax.configs": "gin"},
+    + ["t0jax.catalog." + p for p in find_packages("tasks")] + ["t0jax.gin"],
+    # `gin/` ships as the data folder `t0jax/gin` (no __init__.py: `import gin` stays gin-config),
+    # so `gin/experiments/demo.gin` and the files' own `include 'gin/...'` lines resolve against
+    # the package folder exactly as they do against a checkout.
+    package_dir={"t0jax.catalog": "tasks", "t0jax.gin": "gin"},
+    # Data in sub-folders (some named like `3.0.0`, which no package name can list) comes from
+    # these patterns alone; include_package_data would also treat each folder as a package.
     package_data={"t0jax.catalog": ["**/*.yaml", "**/*.model", "**/*.json", "**/*.jsonl"],
-                  "t0jax.configs": ["**/*.gin"]},
-    include_package_data=True,
+                  "t0jax.gin": ["**/*.gin"]},
+    include_package_data=False,
     install_requires=[
         "jax>=0.10.2,<0.11",
         "flax>=0.12.8,<0.13",

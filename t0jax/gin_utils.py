@@ -19,12 +19,13 @@ class GinConfigError(ValueError):
 
 
 def gin_root() -> Path:
-  """The folder of t0jax's gin files: `gin/` in a checkout, `t0jax.configs` when installed."""
-  checkout = Path(__file__).resolve().parent.parent / "gin"
-  if checkout.is_dir():
+  """The folder of t0jax's gin files: `gin/` in a checkout, `t0jax/gin/` when installed. Its
+  parent is a search path, so `gin/...` names resolve the same way in both."""
+  package = Path(__file__).resolve().parent
+  checkout = package.parent / "gin"
+  if checkout.is_dir() and (package.parent / "setup.py").is_file():
     return checkout
-  import importlib.resources
-  return Path(str(importlib.resources.files("t0jax.configs")))
+  return package / "gin"
 
 
 def search_paths() -> List[str]:
