@@ -5,16 +5,15 @@ says `original_task: true`, so these tests pin down what that evaluation relies 
 has enough such prompts, their targets are the gold answer choice, the choice words mean the
 class they stand for, and the offline fixtures follow the Hugging Face schema.
 """
-import json
 import os
-import pathlib
 
 import pytest
-import yaml
 
-from t0jax.prompts import MissingFieldError, TemplateError, load_templates_file
+from catalog_helpers import (catalog_specs, check_choices_in_prompt_flags, dataset_ids, fixture_rows as _fixture_rows,
+                             prompts_path as _prompts_path, raw_templates as _raw_templates,
+                             rendered_fixture_rows, TASKS)
+from t0jax.prompts import load_templates_file
 
-TASKS = pathlib.Path(__file__).resolve().parents[1] / "tasks"
 CATALOG = TASKS / "catalog" / "heldout.yaml"
 MIXTURES = {"t0_train", "t0p_train", "t0pp_train", "t0_eval"}
 MIN_ORIGINAL_PROMPTS = 5
@@ -85,35 +84,11 @@ CLASS_WORDS = {
 }
 
 KEYS = sorted(DATASETS, key=str)
-IDS = [f"{d}/{s}" if s else d for d, s in KEYS]
+IDS = dataset_ids(KEYS)
 
 
 def _catalog():
-    with open(CATALOG) as f:
-        return {(spec["dataset"], spec.get("subset")): spec for spec in yaml.safe_load(f)["datasets"]}
-
-
-def _prompts_path(dataset, subset):
-    return TASKS / "prompts" / dataset / (subset or "") / "templates.yaml"
-
-
-def _fixture_rows(dataset, subset):
-    path = TASKS / "fixtures" / (f"{dataset}__{subset}.jsonl" if subset else f"{dataset}.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-class _TaggedLoader(yaml.SafeLoader):
-    """Reads the promptsource tags as plain mappings, to check metadata independently of the engine."""
-
-
-for _tag in ("!Template", "!TemplateMetadata"):
-    _TaggedLoader.add_constructor(_tag, lambda loader, node: loader.construct_mapping(node, deep=True))
-
-
-def _raw_templates(dataset, subset):
-    with open(_prompts_path(dataset, subset)) as f:
-        return yaml.load(f, Loader=_TaggedLoader)
+    return catalog_specs(CATALOG)
 
 
 def _original_with_choices(raw):
@@ -197,19 +172,7 @@ def test_fixture_rows_follow_the_hf_schema_and_cover_two_classes(key):
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_every_template_renders_every_fixture_row(key):
-    loaded = load_templates_file(_prompts_path(*key))
-    rows = _fixture_rows(*key)
-    for tid, template in loaded.templates.items():
-        applied = 0
-        for i, row in enumerate(rows):
-            try:
-                rendered = template.apply(dict(row))
-            except MissingFieldError as e:
-                pytest.fail(f"{tid} ({template.name!r}) needs a field the HF schema lacks: {e}")
-            except TemplateError as e:
-                pytest.fail(f"{tid} ({template.name!r}) fails on fixture row {i}: {e}")
-            applied += rendered is not None
-        assert applied, f"{tid} ({template.name!r}) applies to no fixture row"
+    rendered_fixture_rows(*key)
 
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
@@ -244,14 +207,4 @@ def test_choice_words_stand_for_the_right_class(key):
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_choices_in_prompt_flag_matches_the_rendered_input(key):
-    loaded = load_templates_file(_prompts_path(*key))
-    raw = _raw_templates(*key)["templates"]
-    for tid, template in loaded.templates.items():
-        if not raw[tid]["metadata"]["choices_in_prompt"]:
-            continue
-        for row in _fixture_rows(*key):
-            rendered = template.apply(dict(row))
-            if rendered is not None:
-                shown = rendered.input.lower()
-                missing = [c for c in rendered.choices if c.lower() not in shown]
-                assert not missing, f"{tid} claims its choices are in the prompt but omits {missing}"
+    check_choices_in_prompt_flags(*key)

@@ -7,18 +7,15 @@ the split sizes that set the mixing rates (five datasets pass the 500,000 cap), 
 on rows in the exact Hugging Face schema, targets that are the gold choice or the gold text, choice
 lists in the order of the HF class labels, and truthful metadata.
 """
-import json
 import os
-import pathlib
 
-import jinja2
-import jinja2.meta
 import pytest
-import yaml
 
-from t0jax.prompts import MissingFieldError, TemplateError, load_templates_file
+from catalog_helpers import (catalog_specs, check_choices_in_prompt_flags, dataset_ids as _ids, fixture_rows as _fixture_rows,
+                             jinja_fields, prompts_path as _prompts_path, raw_templates,
+                             rendered_fixture_rows, TASKS)
+from t0jax.prompts import load_templates_file
 
-TASKS = pathlib.Path(__file__).resolve().parents[1] / "tasks"
 CATALOG = TASKS / "catalog" / "t0_other.yaml"
 TRAIN_MIXTURES = {"t0_train", "t0p_train", "t0pp_train"}
 MIN_PROMPTS = 3
@@ -125,41 +122,17 @@ TFDS_LABEL_NAMES = {
 }
 
 KEYS = sorted(DATASETS, key=str)
-IDS = [f"{d}/{s}" if s else d for d, s in KEYS]
+IDS = _ids(KEYS)
 CLASSIFICATION = [k for k in KEYS if DATASETS[k]["n_classes"]]
 GENERATION = [k for k in KEYS if not DATASETS[k]["n_classes"]]
 
 
-def _ids(keys):
-    return [f"{d}/{s}" if s else d for d, s in keys]
-
-
 def _catalog():
-    with open(CATALOG) as f:
-        return {(spec["dataset"], spec.get("subset")): spec for spec in yaml.safe_load(f)["datasets"]}
-
-
-def _prompts_path(dataset, subset):
-    return TASKS / "prompts" / dataset / (subset or "") / "templates.yaml"
-
-
-def _fixture_rows(dataset, subset):
-    path = TASKS / "fixtures" / (f"{dataset}__{subset}.jsonl" if subset else f"{dataset}.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-class _TaggedLoader(yaml.SafeLoader):
-    """Reads the promptsource tags as plain mappings, to check metadata independently of the engine."""
-
-
-for _tag in ("!Template", "!TemplateMetadata"):
-    _TaggedLoader.add_constructor(_tag, lambda loader, node: loader.construct_mapping(node, deep=True))
+    return catalog_specs(CATALOG)
 
 
 def _raw_templates(dataset, subset):
-    with open(_prompts_path(dataset, subset)) as f:
-        return yaml.load(f, Loader=_TaggedLoader)["templates"]
+    return raw_templates(dataset, subset)["templates"]
 
 
 def _original(key):
@@ -193,12 +166,8 @@ def test_wiki_bio_is_evaluated_on_its_val_split_as_hf_names_it():
 
 
 def _template_fields(key):
-    env = jinja2.Environment()
-    fields = set()
-    for t in _raw_templates(*key).values():
-        for source in (t["jinja"], t.get("answer_choices") or ""):
-            fields |= jinja2.meta.find_undeclared_variables(env.parse(source))
-    return fields - {"answer_choices", "zip"}
+    return set().union(*(jinja_fields(t["jinja"], t.get("answer_choices"))
+                         for t in _raw_templates(*key).values()))
 
 
 @pytest.mark.parametrize("key", [k for k in KEYS if "tfds" in _catalog()[k]],
@@ -227,8 +196,7 @@ def test_tfds_source_yields_the_fields_and_labels_the_prompts_use(key, tmp_path)
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_prompt_file_names_its_dataset_and_has_enough_prompts(key):
-    with open(_prompts_path(*key)) as f:
-        raw = yaml.load(f, Loader=_TaggedLoader)
+    raw = raw_templates(*key)
     assert raw["dataset"] == key[0] and raw.get("subset") == key[1]
     templates = raw["templates"]
     assert len(templates) >= MIN_PROMPTS
@@ -270,19 +238,7 @@ def test_wiki_bio_fixture_keeps_the_hf_nesting_of_its_infobox():
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_every_template_renders_a_fixture_row_without_missing_fields(key):
-    loaded = load_templates_file(_prompts_path(*key))
-    rows = _fixture_rows(*key)
-    for tid, template in loaded.templates.items():
-        applied = 0
-        for i, row in enumerate(rows):
-            try:
-                rendered = template.apply(dict(row))
-            except MissingFieldError as e:
-                pytest.fail(f"{tid} ({template.name!r}) needs a field the HF schema lacks: {e}")
-            except TemplateError as e:
-                pytest.fail(f"{tid} ({template.name!r}) fails on fixture row {i}: {e}")
-            applied += rendered is not None
-        assert applied, f"{tid} ({template.name!r}) applies to no fixture row"
+    rendered_fixture_rows(*key)
 
 
 @pytest.mark.parametrize("key", CLASSIFICATION, ids=_ids(CLASSIFICATION))
@@ -335,14 +291,4 @@ def test_original_generation_prompts_target_the_gold_text_and_others_do_not(key)
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_choices_in_prompt_flag_matches_the_rendered_input(key):
-    loaded = load_templates_file(_prompts_path(*key))
-    raw = _raw_templates(*key)
-    for tid, template in loaded.templates.items():
-        if not raw[tid]["metadata"]["choices_in_prompt"]:
-            continue
-        for row in _fixture_rows(*key):
-            rendered = template.apply(dict(row))
-            if rendered is not None:
-                shown = rendered.input.lower()
-                missing = [c for c in rendered.choices if c.lower() not in shown]
-                assert not missing, f"{template.name!r} claims its choices are shown but omits {missing}"
+    check_choices_in_prompt_flags(*key)

@@ -6,17 +6,15 @@ offline fixture row (written in the Hugging Face schema) without a missing field
 the original-task prompts that are the gold answer, whichever way the answer is encoded
 (ClassLabel int, answer string, `answerKey` letter, "1"/"2"/"3" string, span lists, KILT output).
 """
-import json
 import os
-import pathlib
 import re
 
 import pytest
-import yaml
 
-from t0jax.prompts import MissingFieldError, TemplateError, load_templates_file
+from catalog_helpers import (catalog_specs, dataset_ids, fixture_rows as _rows,
+                             prompts_path as _prompts_path, rendered_fixture_rows, TASKS)
+from t0jax.prompts import load_templates_file
 
-TASKS = pathlib.Path(__file__).resolve().parents[1] / "tasks"
 CATALOG = TASKS / "catalog" / "t0_qa.yaml"
 TRAIN_MIXTURES = ["t0_train", "t0p_train", "t0pp_train"]
 MIN_PROMPTS = 3
@@ -111,24 +109,13 @@ TFDS_SOURCES = {("cos_e", "v1.11"): "cos_e:0.0.1", ("cosmos_qa", None): "cosmos_
 SPAN_DATASETS = [("adversarial_qa", s) for s in ("dbidaf", "dbert", "droberta")] + [("quoref", None)]
 
 KEYS = sorted(DATASETS, key=str)
-IDS = [f"{d}/{s}" if s else d for d, s in KEYS]
+IDS = dataset_ids(KEYS)
 MC_KEYS = [k for k in KEYS if DATASETS[k]["cluster"] == MC]
-MC_IDS = [f"{d}/{s}" if s else d for d, s in MC_KEYS]
+MC_IDS = dataset_ids(MC_KEYS)
 
 
 def _catalog():
-    with open(CATALOG) as f:
-        return {(spec["dataset"], spec.get("subset")): spec for spec in yaml.safe_load(f)["datasets"]}
-
-
-def _prompts_path(dataset, subset):
-    return TASKS / "prompts" / dataset / (subset or "") / "templates.yaml"
-
-
-def _rows(dataset, subset):
-    path = TASKS / "fixtures" / (f"{dataset}__{subset}.jsonl" if subset else f"{dataset}.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return catalog_specs(CATALOG)
 
 
 def _templates(key):
@@ -240,23 +227,12 @@ def test_fixture_answer_offsets_point_at_the_answer_text(key):
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_every_template_renders_the_fixtures_without_missing_fields(key):
-    rows = _rows(*key)
-    for tid, template in _templates(key).items():
-        applied = 0
-        for i, row in enumerate(rows):
-            try:
-                rendered = template.apply(row)
-            except MissingFieldError as e:
-                pytest.fail(f"{template.name!r} ({tid}) uses a field the HF schema lacks: {e}")
-            except TemplateError as e:
-                pytest.fail(f"{template.name!r} ({tid}) fails on fixture row {i}: {e}")
-            if rendered is None:
-                continue
-            applied += 1
-            assert rendered.input and rendered.target
-            if rendered.choices is not None:
-                assert rendered.target in rendered.choices, (template.name, rendered.target)
-        assert applied, f"{template.name!r} ({tid}) applies to no fixture row"
+    for _, template, _, _, rendered in rendered_fixture_rows(*key):
+        if rendered is None:
+            continue
+        assert rendered.input and rendered.target
+        if rendered.choices is not None:
+            assert rendered.target in rendered.choices, (template.name, rendered.target)
 
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)

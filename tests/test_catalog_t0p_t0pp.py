@@ -6,18 +6,15 @@ prompt renders on HF-schema rows without missing fields, classification prompts 
 answer choice as target (and skip unlabelled rows), and each TFDS source named in the catalogue
 really yields the fields the prompts read.
 """
-import json
 import os
-import pathlib
 
-import jinja2
-import jinja2.meta
 import pytest
-import yaml
 
-from t0jax.prompts import MissingFieldError, load_templates_file
+from catalog_helpers import (catalog_specs, dataset_ids, fixture_rows as _fixture_rows,
+                             jinja_fields, prompts_path as _prompts_path, rendered_fixture_rows,
+                             TASKS)
+from t0jax.prompts import load_templates_file
 
-TASKS = pathlib.Path(__file__).resolve().parents[1] / "tasks"
 CATALOG = TASKS / "catalog" / "t0p_t0pp.yaml"
 T0P = {"t0p_train", "t0pp_train"}
 T0PP = {"t0pp_train"}
@@ -90,32 +87,16 @@ CLASS_WORDS = {
 }
 
 KEYS = sorted(DATASETS, key=str)
-IDS = [f"{d}/{s}" if s else d for d, s in KEYS]
+IDS = dataset_ids(KEYS)
 
 
 def _catalog():
-    with open(CATALOG) as f:
-        return {(spec["dataset"], spec.get("subset")): spec for spec in yaml.safe_load(f)["datasets"]}
-
-
-def _prompts_path(dataset, subset):
-    return TASKS / "prompts" / dataset / (subset or "") / "templates.yaml"
-
-
-def _fixture_rows(dataset, subset):
-    path = TASKS / "fixtures" / (f"{dataset}__{subset}.jsonl" if subset else f"{dataset}.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return catalog_specs(CATALOG)
 
 
 def _used_fields(template):
     """Top-level example fields a template reads (Jinja globals and the injected choices aside)."""
-    env = jinja2.Environment()
-    used = set()
-    for source in (template.jinja, template.answer_choices):
-        if source:
-            used |= jinja2.meta.find_undeclared_variables(env.parse(source))
-    return used - {"answer_choices", "zip", "range"}
+    return jinja_fields(template.jinja, template.answer_choices)
 
 
 def test_catalogue_holds_exactly_this_slice():
@@ -189,32 +170,23 @@ def test_record_fixture_entity_spans_and_answers_come_from_the_passage():
 
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_every_template_renders_fixture_rows_with_gold_targets(key):
-    loaded, expected = load_templates_file(_prompts_path(*key)), DATASETS[key]
-    rows = _fixture_rows(*key)
-    for template in loaded.templates.values():
-        applied = 0
-        for i, row in enumerate(rows):
-            try:
-                rendered = template.apply(row)
-            except MissingFieldError as error:
-                pytest.fail(f"{template.name!r} on fixture row {i}: {error}")
-            gold = expected["gold"](row)
-            if rendered is None:
-                # Only rows without an answer (or, for answer-conditioned prompts, without a
-                # usable one) may be skipped; an original prompt must serve every labelled row.
-                assert not (template.metadata.original_task and gold is not None), \
-                    f"{template.name!r} skipped labelled fixture row {i}"
-                continue
-            applied += 1
-            assert rendered.input and rendered.target
-            if template.answer_choices is None:
-                continue
-            assert gold is not None, f"{template.name!r} rendered unlabelled fixture row {i}"
-            assert rendered.target in rendered.choices, (template.name, i)
-            if template.metadata.original_task:
-                want = rendered.choices[gold] if isinstance(gold, int) else gold
-                assert rendered.target == want, (template.name, i)
-        assert applied >= 1, f"{template.name!r} applies to no fixture row"
+    expected = DATASETS[key]
+    for _, template, i, row, rendered in rendered_fixture_rows(*key):
+        gold = expected["gold"](row)
+        if rendered is None:
+            # Only rows without an answer (or, for answer-conditioned prompts, without a usable
+            # one) may be skipped; an original prompt must serve every labelled row.
+            assert not (template.metadata.original_task and gold is not None), \
+                f"{template.name!r} skipped labelled fixture row {i}"
+            continue
+        assert rendered.input and rendered.target
+        if template.answer_choices is None:
+            continue
+        assert gold is not None, f"{template.name!r} rendered unlabelled fixture row {i}"
+        assert rendered.target in rendered.choices, (template.name, i)
+        if template.metadata.original_task:
+            want = rendered.choices[gold] if isinstance(gold, int) else gold
+            assert rendered.target == want, (template.name, i)
 
 
 @pytest.mark.parametrize("key", sorted(CLASS_WORDS, key=str), ids=lambda k: "/".join(k))
