@@ -20,7 +20,8 @@ import optax
 from t0jax import distributed, flops, optim
 from t0jax.checkpointing import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
                                  load_params, model_signature)
-from t0jax.input_pipeline import TrainData, check_truncation
+from t0jax.data_process import ProcessBatches
+from t0jax.input_pipeline import TrainData, check_truncation, get_mixture_or_task
 from t0jax.losses import cross_entropy_with_z_loss
 from t0jax.metrics import MetricsWriter
 from t0jax.model import T5Config, Transformer, init_params, logical_axes, scan_params
@@ -169,7 +170,6 @@ def _load_initial_params(path: str, cfg: T5Config, shardings, abstract_params):
 def _keep_vocabulary(name: str, model_dir: str) -> None:
   """Copy the mixture's sentencepiece model to MODEL_DIR/spiece.model, where `t0jax predict`
   and `t0jax eval` look for a checkpoint's vocabulary."""
-  from t0jax.input_pipeline import get_mixture_or_task
   vocab = get_mixture_or_task(name).output_features["targets"].vocabulary
   src = getattr(vocab, "sentencepiece_model_file", None)
   dst = os.path.join(model_dir, "spiece.model")
@@ -196,7 +196,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           z_loss: float = 1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", seed: int = 0,
           pack: bool = True, num_virtual_shards: int = 8, async_checkpointing: bool = True,
           tensorboard: bool = True, progress_bar: bool = True,
-          truncation_check_examples: int = 200, num_devices: Optional[int] = None) -> dict:
+          truncation_check_examples: int = 200, num_devices: Optional[int] = None,
+          data_process: bool = True) -> dict:
   """Train to `train_steps` (resuming from the latest checkpoint in `model_dir` if any)."""
   _check_writable(model_dir)
   distributed.check_shared_directory(model_dir)
@@ -233,7 +234,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
   latest = ckpt.latest_step()
   # Every host reads its first batch before the costly part (restore or init, compilation), so
   # a host without its share of the data stops all hosts at once.
-  batches = _host_batches(data, latest or 0, part.batch_sharding, batch_size)
+  # The truncation check samples the mixture once, on a fresh start, on process 0 (in the data
+  # process when there is one).
+  truncation_check = truncation_check_examples if primary and latest is None else 0
+  batches = _host_batches(data, latest or 0, part.batch_sharding, batch_size, data_process,
+                          truncation_check)
   try:
     if latest is not None:
       state, data_state, _ = ckpt.restore(latest, abstract_with_shardings(state_shapes, state_sh),
@@ -250,9 +255,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
       state = {"step": jax.device_put(jnp.int32(0), part.replicated), "params": params,
                "opt_state": opt_state}
       start = 0
-      if primary and truncation_check_examples:
+      if truncation_check and not isinstance(batches.source, ProcessBatches):
         check_truncation(mixture_or_task_name, task_feature_lengths,
-                         max_examples=truncation_check_examples)
+                         max_examples=truncation_check)
   except BaseException:
     batches.close()  # stop the input threads now, not when the traceback is collected
     raise
@@ -334,16 +339,34 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           "preempted": preempt.signal}
 
 
-def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int):
+def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int,
+                  data_process: bool = True, truncation_check: int = 0):
   """This process's slice of every batch from `start` on. The first batch is read before any
-  collective, and every process learns if some host has no data, instead of waiting for it."""
+  collective, and every process learns if some host has no data, instead of waiting for it.
+  With `data_process`, the SeqIO pipeline runs in a child process (t0jax/data_process.py)."""
   error, first, it = None, None, None
   try:
     index, count = distributed.host_data_slice(batch_sharding, batch_size)
-    it = data.host_batches(start, index, count)
-    first = next(it)
+    if data_process:
+      from t0jax.data_process import UnregisteredMixture
+      get_mixture_or_task(data.mixture_or_task_name)  # a typo fails here, not in the child
+      it = ProcessBatches(data, start, index, count,
+                          truncation_check_examples=truncation_check)
+      try:
+        first = next(it)
+      except UnregisteredMixture as e:
+        log.warning("The data process cannot find %r (%s): reading the data in this process. "
+                    "Register the tasks in a module that a gin file imports (`import "
+                    "my_project.tasks`) to keep the pipeline out of the training process.",
+                    data.mixture_or_task_name, e)
+        it, data_process = None, False
+    if not data_process:
+      it = data.host_batches(start, index, count)
+      first = next(it)
   except Exception as e:  # noqa: BLE001 - re-raised below, on this and on every other process
     error = e
+    if it is not None and hasattr(it, "close"):
+      it.close()
   distributed.raise_if_any_failed(error, "reading the first batch")
   return _FirstThenRest(first, it)
 
@@ -354,6 +377,10 @@ class _FirstThenRest:
 
   def __init__(self, first, rest):
     self._first, self._rest = [first], rest
+
+  @property
+  def source(self):
+    return self._rest
 
   def __iter__(self):
     return self
