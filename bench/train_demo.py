@@ -48,10 +48,9 @@ def _demo_config() -> dict:
 
 def prepare(num_examples: int, rows: int, seed: int, out: str) -> dict:
   """Draw the examples once; write the packed batches (t0jax) and the raw examples (PyTorch)."""
-  os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+  from t0jax.tf_setup import import_tensorflow
+  tf = import_tensorflow()  # quiet, no GPU for TensorFlow
   import seqio
-  import tensorflow as tf
-  tf.config.set_visible_devices([], "GPU")
   import t0jax.catalog  # noqa: F401
   mixture = seqio.get_mixture_or_task("demo_train")
   ds = mixture.get_dataset(sequence_length=LENGTHS, split="train", shuffle=True, seed=seed,
