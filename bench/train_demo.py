@@ -177,8 +177,12 @@ def train_worker(args) -> dict:
   timed = [r for r in records if "tokens_per_sec" in r][TRAIN_WARMUP_WINDOWS:]
   seconds = sum(r["seconds_per_step"] * period for r in timed)
   real = sum(r["tokens_per_sec"] * r["seconds_per_step"] * period for r in timed)
+  # The data process has ended (trainer.train closes it): its peak is the children's maximum.
+  import resource
+  child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
   return {"real_tokens": round(real), "seconds": seconds, "steps": period * len(timed),
-          "final_loss": timed[-1]["loss"], **_common.peak_rss_mib()}
+          "final_loss": timed[-1]["loss"], "peak_rss_data_process_mib": child_kib / 1024,
+          **_common.peak_rss_mib()}
 
 
 TRAIN_WARMUP_WINDOWS = 1
@@ -231,7 +235,9 @@ def main() -> None:
     r["tokens_per_sec"] = r["real_tokens"] / r["seconds"]
     rows.append(f"{name:<28} {r['steps']:>5} steps  {r['real_tokens']:>8} real tokens  "
                 f"{r['seconds']:8.2f} s  {r['tokens_per_sec']:10.0f} tok/s  "
-                f"final loss {r['final_loss']:6.3f}  peak RSS {r['peak_rss_process_mib']:7.0f} MiB")
+                f"final loss {r['final_loss']:6.3f}  peak RSS {r['peak_rss_process_mib']:7.0f} MiB"
+                + (f" (+ data process {r['peak_rss_data_process_mib']:.0f} MiB)"
+                   if "peak_rss_data_process_mib" in r else ""))
   print(f"demo mixture: {info['examples']} examples, {info['real_tokens']} real tokens; "
         f"t0jax {args.rows} packed rows x {LENGTHS}, PyTorch {torch_batch} examples/batch; "
         f"{args.threads} thread(s)")

@@ -20,7 +20,7 @@ import optax
 from t0jax import distributed, flops, optim
 from t0jax.checkpointing import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
                                  load_params, model_signature)
-from t0jax.data_process import ProcessBatches
+from t0jax.data_process import ProcessBatches, UnregisteredMixture
 from t0jax.input_pipeline import TrainData, check_truncation, get_mixture_or_task
 from t0jax.losses import cross_entropy_with_z_loss
 from t0jax.metrics import MetricsWriter
@@ -348,24 +348,23 @@ def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int,
   try:
     index, count = distributed.host_data_slice(batch_sharding, batch_size)
     if data_process:
-      from t0jax.data_process import UnregisteredMixture
       get_mixture_or_task(data.mixture_or_task_name)  # a typo fails here, not in the child
       it = ProcessBatches(data, start, index, count,
                           truncation_check_examples=truncation_check)
       try:
         first = next(it)
-      except UnregisteredMixture as e:
+      except UnregisteredMixture as e:  # the child has already stopped
         log.warning("The data process cannot find %r (%s): reading the data in this process. "
                     "Register the tasks in a module that a gin file imports (`import "
                     "my_project.tasks`) to keep the pipeline out of the training process.",
                     data.mixture_or_task_name, e)
-        it, data_process = None, False
-    if not data_process:
+        it = None
+    if it is None:
       it = data.host_batches(start, index, count)
       first = next(it)
   except Exception as e:  # noqa: BLE001 - re-raised below, on this and on every other process
     error = e
-    if it is not None and hasattr(it, "close"):
+    if it is not None:
       it.close()
   distributed.raise_if_any_failed(error, "reading the first batch")
   return _FirstThenRest(first, it)
