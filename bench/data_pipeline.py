@@ -33,10 +33,11 @@ def main() -> None:
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
   import gin
   import jax
-  from t0jax import gin_utils, optim
-  from t0jax.input_pipeline import TrainData
+  from t0jax.cli import gin_flags as gin_utils
+  from t0jax.train import optim
+  from t0jax.train.input_pipeline import TrainData
   from t0jax.model import T5Config, init_params
-  from t0jax.trainer import make_train_step
+  from t0jax.train.trainer import make_train_step
   import t0jax.catalog  # noqa: F401
   gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
   name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")

@@ -5,7 +5,7 @@ choices per example, one with 2 (1 to 8 tokens + EOS each). Both sides load the 
 v1.1 weights (written once as a Hugging Face checkpoint) and score every choice by its summed
 token log-probabilities; their scores are compared, so they provably compute the same thing.
 
-- t0jax: `t0jax.evaluation.evaluate` on a registered SeqIO task (the code `t0jax eval` runs):
+- t0jax: `t0jax.evaluate.evaluate` on a registered SeqIO task (the code `t0jax eval` runs):
   each input encoded once, choices packed into decoder rows, length-bucketed batches, data
   parallel over one XLA CPU device per thread (`--xla_force_host_platform_device_count`).
 - t-zero: Hugging Face transformers (PyTorch) as t-zero evaluates: batches of 8 examples in
@@ -75,9 +75,9 @@ def t0jax_side(spec: dict):
   import seqio
   import tensorflow as tf
   from t0jax.checkpoints import load_hf_checkpoint
-  from t0jax.evaluation import evaluate
+  from t0jax.evaluate import evaluate
   from t0jax.model import Transformer, logical_axes
-  from t0jax.partitioning import Partitioner
+  from t0jax.parallel.partitioning import Partitioner
 
   tf.config.set_visible_devices([], "GPU")
   cfg, params = load_hf_checkpoint(spec["weights"])

@@ -37,7 +37,7 @@ LENGTHS = {"inputs": 512, "targets": 32}
 def _demo_config() -> dict:
   """The demo experiment's model (gin/experiments/demo.gin), as T5Config fields."""
   import gin
-  from t0jax import gin_utils
+  from t0jax.cli import gin_flags as gin_utils
   gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
   from t0jax.model import T5Config
   cfg = gin.get_configurable(T5Config)()
@@ -48,7 +48,7 @@ def _demo_config() -> dict:
 
 def prepare(num_examples: int, rows: int, seed: int, out: str) -> dict:
   """Draw the examples once; write the packed batches (t0jax) and the raw examples (PyTorch)."""
-  from t0jax.tf_setup import import_tensorflow
+  from t0jax.data.tf_setup import import_tensorflow
   tf = import_tensorflow()  # quiet, no GPU for TensorFlow
   import seqio
   import t0jax.catalog  # noqa: F401
@@ -73,10 +73,10 @@ def prepare(num_examples: int, rows: int, seed: int, out: str) -> dict:
 
 def jax_worker(args) -> dict:
   import jax
-  from t0jax import optim
+  from t0jax.train import optim
   from t0jax.checkpoints import save_hf_checkpoint
   from t0jax.model import T5Config, init_params
-  from t0jax.trainer import make_train_step
+  from t0jax.train.trainer import make_train_step
   fields = json.loads(args.config)
   fields["mlp_activations"] = tuple(fields["mlp_activations"])
   cfg = T5Config(**fields)
@@ -161,7 +161,8 @@ def train_worker(args) -> dict:
   metrics. Real tokens/s from its metrics.jsonl, the first `WARMUP_WINDOWS` windows (compile,
   pipeline start) left out."""
   import gin
-  from t0jax import gin_utils, trainer
+  from t0jax.cli import gin_flags as gin_utils
+  from t0jax.train import trainer
   import t0jax.catalog  # noqa: F401
   period = 10
   steps = period * (TRAIN_WARMUP_WINDOWS + max(1, round(args.train_steps / period)))

@@ -49,7 +49,7 @@ def jax_train(spec: Spec) -> dict:
   import optax
 
   from t0jax.checkpoints import save_hf_checkpoint
-  from t0jax.losses import cross_entropy_with_z_loss, loss_normalizer
+  from t0jax.model.losses import cross_entropy_with_z_loss, loss_normalizer
   from t0jax.model import T5Config, Transformer, init_params
 
   cfg = T5Config(**spec.config)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from t0jax.data.tf_setup import import_tensorflow
+
+import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
 import seqio
 
 log = logging.getLogger("t0jax.catalog")

@@ -17,6 +17,9 @@ import difflib
 import re
 from typing import Optional
 
+from t0jax.data.tf_setup import import_tensorflow
+
+import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
 import seqio
 
 from t0jax.data import preprocessors

@@ -1,4 +1,4 @@
-"""The training data made by a child process (t0jax/data_process.py) is exactly the in-process
+"""The training data made by a child process (t0jax/train/data_process.py) is exactly the in-process
 data, errors cross the process boundary with their class and message, a mixture the child cannot
 see falls back to in-process reading, and the child never outlives its parent."""
 import os
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import t0jax.catalog  # noqa: F401 - registers demo_train
-from t0jax.data_process import ProcessBatches, UnregisteredMixture
-from t0jax.input_pipeline import DataShareError, TrainData
+from t0jax.train.data_process import ProcessBatches, UnregisteredMixture
+from t0jax.train.input_pipeline import DataShareError, TrainData
 
 LENGTHS = {"inputs": 128, "targets": 16}
 
@@ -73,7 +73,8 @@ def test_an_error_in_the_child_reaches_the_parent_with_its_class_and_message(tmp
 def test_a_mixture_registered_only_in_this_process_is_named_and_read_in_process(tmp_path):
   import seqio
   import tensorflow as tf
-  from t0jax import catalog, trainer
+  from t0jax import catalog
+  from t0jax.train import trainer
 
   def fn(split, shuffle_files, seed=None):
     return tf.data.Dataset.from_tensors({"inputs": "a b c", "targets": "d"}).repeat(40)
@@ -105,8 +106,8 @@ def test_the_child_exits_when_its_parent_is_killed():
   script = textwrap.dedent('''
       import sys, time
       import t0jax.catalog
-      from t0jax.data_process import ProcessBatches
-      from t0jax.input_pipeline import TrainData
+      from t0jax.train.data_process import ProcessBatches
+      from t0jax.train.input_pipeline import TrainData
       it = ProcessBatches(TrainData("demo_train", {"inputs": 128, "targets": 16}, 4,
                                     num_virtual_shards=2))
       next(it)

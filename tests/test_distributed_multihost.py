@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 import t0jax.catalog  # noqa: F401  (registers the demo tasks)
-from t0jax import gin_utils, trainer
-from t0jax.checkpointing import Checkpointer, load_params
-from t0jax.metrics import read_metrics
+from t0jax.cli import gin_flags as gin_utils
+from t0jax.train import trainer
+from t0jax.checkpoints.orbax import Checkpointer, load_params
+from t0jax.train.writer import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_GIN = str(ROOT / "tests" / "data" / "train_small.gin")

@@ -12,10 +12,10 @@ from pathlib import Path
 import jax
 import pytest
 
-from t0jax import distributed
-from t0jax.distributed import DistributedError, ProcessGroup, resolve
-from t0jax.input_pipeline import DataShareError, TrainData
-from t0jax.partitioning import Partitioner
+from t0jax.parallel import distributed
+from t0jax.parallel.distributed import DistributedError, ProcessGroup, resolve
+from t0jax.train.input_pipeline import DataShareError, TrainData
+from t0jax.parallel.partitioning import Partitioner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_GIN = str(ROOT / "tests" / "data" / "train_small.gin")

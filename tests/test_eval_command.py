@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from t0jax import evaluate as eval_cli
-from t0jax.evaluation import data as eval_data
-from t0jax.evaluation.scorer import ChoiceScorer
+from t0jax.cli import eval as eval_cli
+from t0jax.evaluate import data as eval_data
+from t0jax.evaluate.scorer import ChoiceScorer
 from t0jax.model import T5Config, init_params
 
 CFG = T5Config(vocab_size=896, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
@@ -34,7 +34,7 @@ def random_params(cfg, seed=0):
 
 
 def save_t0jax_checkpoint(params, cfg, model_dir, step=7):
-  from t0jax.checkpointing import Checkpointer, model_signature
+  from t0jax.checkpoints.orbax import Checkpointer, model_signature
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), async_save=False)
   full = {**dataclasses.asdict(cfg), "mlp_activations": list(cfg.mlp_activations)}
   ckpt.save(step, {"step": np.int32(step), "params": params}, {"step": step},

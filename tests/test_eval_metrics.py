@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from t0jax.evaluation import metrics, report
+from t0jax.evaluate import metrics, report
 
 
 def arrays(*rows):

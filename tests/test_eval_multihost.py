@@ -71,7 +71,7 @@ def model_and_params():
 
 
 def evaluate_task(partitioner=None):
-  from t0jax.evaluation import evaluate
+  from t0jax.evaluate import evaluate
   cfg, model, params = model_and_params()
   if partitioner is not None:
     import jax
@@ -87,7 +87,7 @@ def worker(process_id: int, port: int, out_dir: str) -> None:
   import jax
   jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
   register_tasks()
-  from t0jax.partitioning import Partitioner
+  from t0jax.parallel.partitioning import Partitioner
   for num_partitions in (1, 4):
     results = evaluate_task(Partitioner(num_partitions))
     if process_id == 0:

@@ -12,11 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from t0jax.evaluation import batching, hosts
-from t0jax.evaluation.generate import Generator
-from t0jax.evaluation.scorer import ChoiceScorer
+from t0jax.parallel import hosts
+from t0jax.evaluate import batching
+from t0jax.evaluate.generate import Generator
+from t0jax.evaluate.scorer import ChoiceScorer
 from t0jax.model import T5Config, Transformer, init_params
-from t0jax.partitioning import Partitioner
+from t0jax.parallel.partitioning import Partitioner
 
 # heads * head_dim != d_model and unequal depths catch layout slips; inputs (up to 40 tokens)
 # run past relative_attention_max_distance (16).
@@ -130,7 +131,7 @@ def test_each_input_is_encoded_exactly_once(model_and_params, examples):
 def test_compiled_step_costs_far_less_than_repeating_the_input_per_choice(model_and_params):
   """FLOPs of one scoring step for 8 examples x 4 choices (the encoder runs on 8 rows) against
   the whole model on the 32 (input, choice) rows t-zero builds."""
-  from t0jax.evaluation import scorer as scorer_module
+  from t0jax.evaluate import scorer as scorer_module
   model, params = model_and_params
   inputs, choices = make_examples([64] * 8, seed=4, max_choices=1)
   choices = [[c[0], c[0], c[0], c[0]] for c in choices]

@@ -12,8 +12,9 @@ import seqio
 import tensorflow as tf
 
 import t0jax.catalog as catalog
-from t0jax.evaluation import EvalDataError, data as eval_data, evaluate, hosts, metrics
-from t0jax.evaluation.evaluator import prompt_metadata, resolve_tasks
+from t0jax.parallel import hosts
+from t0jax.evaluate import EvalDataError, data as eval_data, evaluate, metrics
+from t0jax.evaluate.evaluator import prompt_metadata, resolve_tasks
 from t0jax.model import T5Config, Transformer, init_params
 
 tf.config.set_visible_devices([], "GPU")

@@ -187,7 +187,7 @@ for ((i = 0; i < ntasks; i++)); do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 ''')
-  probe = ("import argparse; from t0jax import distributed as d; p = argparse.ArgumentParser(); "
+  probe = ("import argparse; from t0jax.parallel import distributed as d; p = argparse.ArgumentParser(); "
            "d.add_flags(p); g = d.resolve(p.parse_args([])); "
            "print(g.num_processes, g.process_id, g.coordinator_address, g.local_device_ids)")
   env = {**SLURM_JOB, "T0JAX_ROOT": str(tmp_path), "OUT_DIR": str(tmp_path)}

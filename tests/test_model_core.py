@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from t0jax.losses import cross_entropy_with_z_loss, shift_right
+from t0jax.model.losses import cross_entropy_with_z_loss, shift_right
 from t0jax.model import (T5Config, Transformer, get_config, init_params, logical_axes,
                          scan_params, unscan_params)
 from t0jax.model.decoding import decode_step, greedy_decode, init_cache

@@ -56,7 +56,8 @@ def test_an_installed_t0jax_resolves_gin_files_and_includes_outside_a_checkout(i
                                                                                 tmp_path):
   _, target = installed
   code = ("import gin, t0jax\n"
-          "from t0jax import gin_utils, trainer\n"
+          "from t0jax.cli import gin_flags as gin_utils\n"
+          "from t0jax.train import trainer\n"
           "import t0jax.catalog\n"
           "assert t0jax.__file__.startswith(%r), t0jax.__file__\n"
           "gin_utils.parse(['gin/experiments/demo.gin'], ['TRAIN_STEPS=7'], finalize=False)\n"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from t0jax.losses import cross_entropy_with_z_loss, loss_normalizer, shift_right
+from t0jax.model.losses import cross_entropy_with_z_loss, loss_normalizer, shift_right
 from t0jax.model import T5Config, Transformer, init_params, logical_axes
-from t0jax.partitioning import FSDP_RULES, STANDARD_RULES, Partitioner, create_mesh
+from t0jax.parallel.partitioning import FSDP_RULES, STANDARD_RULES, Partitioner, create_mesh
 
 # Every sharded dimension divisible by up to 8 devices.
 CFG = T5Config(vocab_size=128, d_model=32, num_heads=8, head_dim=4, d_ff=64, num_layers=2,

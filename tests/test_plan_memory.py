@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from t0jax import flops, optim
+from t0jax.train import flops, optim
 from t0jax.model import T5Config, Transformer, get_config, init_params, logical_axes
-from t0jax.losses import cross_entropy_with_z_loss
-from t0jax.partitioning import Partitioner
-from t0jax.planning import (GiB, PlanError, RunSettings, activation_bytes, parse_topology, plan,
+from t0jax.model.losses import cross_entropy_with_z_loss
+from t0jax.parallel.partitioning import Partitioner
+from t0jax.train.planning import (GiB, PlanError, RunSettings, activation_bytes, parse_topology, plan,
                             state_bytes)
-from t0jax.trainer import make_train_step
+from t0jax.train.trainer import make_train_step
 
 
 @pytest.mark.parametrize("name, devices, hosts, hbm_gib, peak", [

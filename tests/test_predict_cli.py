@@ -16,8 +16,9 @@ import sentencepiece as spm
 import torch
 import transformers
 
-from t0jax import cli, predict
-from t0jax.vocab import Vocabulary
+from t0jax import cli
+from t0jax.cli import predict
+from t0jax.data.spm import Vocabulary
 
 transformers.logging.set_verbosity_error()
 

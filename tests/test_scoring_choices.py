@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from t0jax import scoring
+from t0jax.evaluate import scoring_legacy as scoring
 from t0jax.model import T5Config, Transformer, init_params
 
 # One layer per stack: scoring does not depend on depth, and compiling stays fast.

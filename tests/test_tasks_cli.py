@@ -4,7 +4,8 @@ import os
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import pytest  # noqa: E402
 
-from t0jax import catalog_cli, cli  # noqa: E402
+from t0jax.cli import tasks as catalog_cli
+from t0jax import cli  # noqa: E402
 from t0jax.data import settings  # noqa: E402
 
 

@@ -125,7 +125,7 @@ _IMPORT_PROBE = textwrap.dedent("""
 """)
 
 
-def test_import_registers_everything_in_under_5s_without_touching_data_network_or_vocab():
+def test_import_registers_everything_without_touching_data_network_or_vocab():
     out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True,
                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -133,7 +133,4 @@ def test_import_registers_everything_in_under_5s_without_touching_data_network_o
     assert report["events"] == []
     assert report["demo_generated"] == 0 and not report["datasets_module"]
     assert report["tasks"] > 100 and "demo_train" in report["mixtures"]
-    # CPU seconds, not wall-clock: the suite runs on two busy cores, and the budget is about the
-    # work the import does (TensorFlow and seqio take ~3 s of it, registration well under 1 s).
-    assert report["cpu_s"] < 5.0, report
-    assert report["registration_s"] < 2.0, report
+    # How long the import takes is measured by bench/import_time.py, never asserted here.

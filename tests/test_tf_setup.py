@@ -19,7 +19,7 @@ def _run(code, **env):
 
 def test_the_silenced_window_drops_native_writes_and_nothing_after_it():
   code = ("import os, sys\n"
-          "from t0jax.tf_setup import _stderr_silenced\n"
+          "from t0jax.data.tf_setup import _stderr_silenced\n"
           "with _stderr_silenced():\n"
           "  os.write(2, b'native-inside\\n'); print('python-inside', file=sys.stderr)\n"
           "os.write(2, b'native-after\\n'); print('python-after', file=sys.stderr)\n")
@@ -31,7 +31,7 @@ def test_the_silenced_window_drops_native_writes_and_nothing_after_it():
 
 
 def test_an_error_raised_inside_the_window_is_still_reported():
-  code = ("from t0jax.tf_setup import _stderr_silenced\n"
+  code = ("from t0jax.data.tf_setup import _stderr_silenced\n"
           "with _stderr_silenced():\n"
           "  raise ImportError('tensorflow is broken here')\n")
   result = _run(code)

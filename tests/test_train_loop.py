@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import t0jax.catalog  # noqa: F401  (registers the demo tasks)
-from t0jax import gin_utils, optim, trainer
-from t0jax.checkpointing import IncompatibleCheckpointError, load_params
-from t0jax.metrics import read_metrics
+from t0jax.cli import gin_flags as gin_utils
+from t0jax.train import optim, trainer
+from t0jax.checkpoints.orbax import IncompatibleCheckpointError, load_params
+from t0jax.train.writer import read_metrics
 from t0jax.model import T5Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ def test_unknown_gin_configurable_is_named():
 
 
 def test_truncating_feature_lengths_are_counted_and_warned_with_the_task_name(caplog):
-  from t0jax.input_pipeline import check_truncation
+  from t0jax.train.input_pipeline import check_truncation
   report = check_truncation("demo_reviews_tone", {"inputs": 16, "targets": 8}, max_examples=20)
   assert report["demo_reviews_tone"]["inputs_truncated"] == 20
   assert "demo_reviews_tone" in caplog.text and "longer than 16 tokens" in caplog.text

@@ -1,25 +1,28 @@
 """Data layer of the prompted tasks: raw-example sources, the prompting DataSource, score-eval
-preprocessing, deferred vocabularies and the settings that say where data lives.
+preprocessing, the vocabulary, the settings that say where data lives, and the training input
+pipeline (packed batches, virtual shards, the data process).
 
-The catalogue (`t0jax.catalog`) builds seqio tasks out of these pieces.
+The catalogue (`t0jax.catalog`) builds seqio tasks out of these pieces. Importing this package
+imports nothing heavy: the names below load their module (and TensorFlow, where it needs it) on
+first use, so `t0jax predict` can use the TF-free vocabulary without TensorFlow.
 """
-from t0jax.tf_setup import import_tensorflow
+import importlib
 
-import_tensorflow()  # before seqio and TFDS load it: quiet, no GPUs for TensorFlow
-from t0jax.data.settings import (DEFAULT_VOCAB, configure, set_data_dir, set_source,
-                                 set_tfds_data_dir, set_vocab)
-from t0jax.data.readers import DataUnavailableError, SourceSpec, open_split, shard_range
-from t0jax.data.skips import skip_counts
-from t0jax.data.source import PromptedDataSource, PromptRef
-from t0jax.data.preprocessors import (answer_index_postprocessor, output_features,
-                                      rank_classification_accuracy, score_eval_preprocessors,
-                                      tokenize_choices, train_preprocessors)
-from t0jax.data.vocab import DeferredVocabulary, catalog_vocabulary
+_EXPORTS = {
+    "DEFAULT_VOCAB": "settings", "configure": "settings", "set_data_dir": "settings",
+    "set_source": "settings", "set_tfds_data_dir": "settings", "set_vocab": "settings",
+    "DataUnavailableError": "readers", "SourceSpec": "readers", "open_split": "readers",
+    "shard_range": "readers", "skip_counts": "skips", "PromptedDataSource": "source",
+    "PromptRef": "source", "answer_index_postprocessor": "preprocessors",
+    "output_features": "preprocessors", "rank_classification_accuracy": "preprocessors",
+    "score_eval_preprocessors": "preprocessors", "tokenize_choices": "preprocessors",
+    "train_preprocessors": "preprocessors", "DeferredVocabulary": "vocab",
+    "catalog_vocabulary": "vocab",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "DEFAULT_VOCAB", "DataUnavailableError", "DeferredVocabulary", "PromptRef",
-    "PromptedDataSource", "SourceSpec", "answer_index_postprocessor", "catalog_vocabulary",
-    "configure", "open_split", "output_features", "rank_classification_accuracy",
-    "score_eval_preprocessors", "set_data_dir", "set_source", "set_tfds_data_dir", "set_vocab",
-    "shard_range", "skip_counts", "tokenize_choices", "train_preprocessors",
-]
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 't0jax.data' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"t0jax.data.{_EXPORTS[name]}"), name)

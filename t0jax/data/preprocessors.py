@@ -6,6 +6,9 @@ depend on), so the choice tokenization and the accuracy metric are written here.
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+from t0jax.data.tf_setup import import_tensorflow
+
+import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
 import seqio
 import tensorflow as tf
 

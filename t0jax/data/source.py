@@ -13,7 +13,7 @@ import functools
 import os
 from typing import Mapping, Optional
 
-from t0jax.tf_setup import import_tensorflow
+from t0jax.data.tf_setup import import_tensorflow
 
 tf = import_tensorflow()  # quiet, GPUs hidden: rendering is Python, JAX owns the accelerators
 import seqio  # noqa: E402

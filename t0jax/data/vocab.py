@@ -9,6 +9,9 @@ import threading
 import weakref
 from typing import Callable, Union
 
+from t0jax.data.tf_setup import import_tensorflow
+
+import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
 import seqio
 
 from t0jax.data import settings

@@ -2,7 +2,7 @@
 
 Everything is computed from shapes: the model's parameter tree and logical axes, the trainer's
 axis rules and optimizer (via `jax.eval_shape`, so an 11B model costs nothing), and an activation
-model per remat policy. No device is touched. `t0jax plan` (t0jax/plan.py) prints the result.
+model per remat policy. No device is touched. `t0jax plan` (t0jax/cli/plan.py) prints the result.
 
 Topology names follow Cloud TPU's accelerator types: the number in `v2-*`, `v3-*`, `v4-*` and
 `v5p-*` counts TensorCores (2 per chip); in `v5e-*` (`v5litepod-*`) and `v6e-*` it counts chips.
@@ -15,7 +15,7 @@ import math
 import re
 from typing import Callable, Dict, List, Optional
 
-from t0jax import flops
+from t0jax.train import flops
 from t0jax.model.config import REMAT_POLICIES, T5Config
 
 GiB = 2 ** 30
@@ -166,8 +166,8 @@ def _state_bytes(cfg: T5Config, axis_rules, optimizer, data: int, model: int):
   import flax.linen as nn
   import jax
   from jax.sharding import AbstractMesh, AxisType
-  from t0jax import optim
-  from t0jax.partitioning import get_rules
+  from t0jax.train import optim
+  from t0jax.parallel.partitioning import get_rules
 
   rules = get_rules(axis_rules)
   param_shapes, specs, opt_shapes = _shapes(cfg, optimizer)
@@ -186,7 +186,7 @@ def _state_bytes(cfg: T5Config, axis_rules, optimizer, data: int, model: int):
 def _shapes(cfg: T5Config, optimizer):
   """Parameter shapes, their logical axes and the optimizer state's shapes (nothing allocated)."""
   import jax
-  from t0jax import optim
+  from t0jax.train import optim
   from t0jax.model import init_params, logical_axes
   param_shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
   tx = (optimizer or optim.adafactor)(learning_rate=optim.constant_schedule(1e-3))

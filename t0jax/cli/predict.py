@@ -117,7 +117,7 @@ def load_checkpoint(directory):
   # checkpoints become one more branch here.
   if (path / hf.CONFIG_FILE).exists():
     return hf.load_hf_checkpoint(path)
-  from t0jax import checkpointing
+  from t0jax.checkpoints import orbax as checkpointing
   if checkpointing.is_checkpoint_dir(str(path)) or any(
       checkpointing.is_checkpoint_dir(str(p)) for p in path.iterdir() if p.name.isdigit()):
     return checkpointing.load_params(str(path))
@@ -130,7 +130,7 @@ def _generate(model, params, vocab, inputs: list, batch_size: int, max_length: i
   """Greedy generation for token lists, batched by length; decoded texts in input order."""
   import numpy as np
   from t0jax.model.decoding import greedy_decode
-  from t0jax.scoring import bucket_length
+  from t0jax.evaluate.scoring_legacy import bucket_length
   outputs = [None] * len(inputs)
   order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
   for start in range(0, len(order), batch_size):
@@ -152,7 +152,7 @@ def _run(args) -> None:
   if args.max_decode_length < 1:
     raise UsageError(f"--max_decode_length must be at least 1, got {args.max_decode_length}.")
   examples = _read_examples(args)
-  from t0jax.vocab import find_vocabulary
+  from t0jax.data.spm import find_vocabulary
   vocab = find_vocabulary(args.checkpoint, args.vocab)
   inputs = [vocab.encode(e.input) for e in examples]
   empty = [i for i, tokens in enumerate(inputs) if not tokens]
@@ -166,7 +166,7 @@ def _run(args) -> None:
 
   import jax
   from t0jax.model import Transformer
-  from t0jax.scoring import score_choices
+  from t0jax.evaluate.scoring_legacy import score_choices
   cfg = cfg.replace(dtype=args.dtype)
   model = Transformer(cfg)
   params = jax.device_put(params)  # once, not a host-to-device copy per batch
@@ -211,7 +211,7 @@ def main(argv) -> int:
   except SystemExit as exit_:  # argparse exits on --help (0) and on bad usage (2)
     return int(exit_.code or 0)
   from t0jax.checkpoints.hf import CheckpointError
-  from t0jax.vocab import VocabularyError
+  from t0jax.data.spm import VocabularyError
   try:
     _run(args)
   except (UsageError, CheckpointError, VocabularyError) as error:

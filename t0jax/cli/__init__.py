@@ -8,12 +8,12 @@ import sys
 
 # subcommand -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS = {
-    "predict": ("t0jax.predict", "score answer choices (or generate) with a checkpoint"),
-    "prompts": ("t0jax.prompts.cli", "preview promptsource templates on an example"),
-    "tasks": ("t0jax.catalog_cli", "list mixtures and tasks, show processed examples"),
-    "train": ("t0jax.train", "fine-tune on a SeqIO mixture, configured by gin files"),
-    "eval": ("t0jax.evaluate", "zero-shot evaluation by rank classification"),
-    "plan": ("t0jax.plan", "plan memory and step time of a run on a topology"),
+    "predict": ("t0jax.cli.predict", "score answer choices (or generate) with a checkpoint"),
+    "prompts": ("t0jax.cli.prompts", "preview promptsource templates on an example"),
+    "tasks": ("t0jax.cli.tasks", "list mixtures and tasks, show processed examples"),
+    "train": ("t0jax.cli.train", "fine-tune on a SeqIO mixture, configured by gin files"),
+    "eval": ("t0jax.cli.eval", "zero-shot evaluation by rank classification"),
+    "plan": ("t0jax.cli.plan", "plan memory and step time of a run on a topology"),
 }
 
 

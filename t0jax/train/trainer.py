@@ -1,4 +1,4 @@
-"""The training loop (gin-configurable `train`), used by `t0jax train` (t0jax/train.py).
+"""The training loop (gin-configurable `train`), used by `t0jax train` (t0jax/cli/train.py).
 
 Reads top to bottom: build the mesh and the optimizer, restore or initialise the state, compile
 one step with input/output shardings and donated state, then loop: batch, step, log, checkpoint.
@@ -17,17 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from t0jax import distributed, flops, optim
-from t0jax.checkpointing import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
+from t0jax.parallel import distributed
+from t0jax.train import flops, optim
+from t0jax.checkpoints.orbax import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
                                  load_params, model_signature)
-from t0jax.data_process import ProcessBatches, UnregisteredMixture
-from t0jax.input_pipeline import TrainData, check_truncation, get_mixture_or_task
-from t0jax.losses import cross_entropy_with_z_loss
-from t0jax.metrics import MetricsWriter
+from t0jax.train.data_process import ProcessBatches, UnregisteredMixture
+from t0jax.train.input_pipeline import TrainData, check_truncation, get_mixture_or_task
+from t0jax.model.losses import cross_entropy_with_z_loss
+from t0jax.train.writer import MetricsWriter
 from t0jax.model import T5Config, Transformer, init_params, logical_axes, scan_params
-from t0jax.partitioning import Partitioner
+from t0jax.parallel.partitioning import Partitioner
 
-log = logging.getLogger("t0jax.trainer")
+log = logging.getLogger("t0jax.train.trainer")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -343,7 +344,7 @@ def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int,
                   data_process: bool = True, truncation_check: int = 0):
   """This process's slice of every batch from `start` on. The first batch is read before any
   collective, and every process learns if some host has no data, instead of waiting for it.
-  With `data_process`, the SeqIO pipeline runs in a child process (t0jax/data_process.py)."""
+  With `data_process`, the SeqIO pipeline runs in a child process (t0jax/train/data_process.py)."""
   error, first, it = None, None, None
   try:
     index, count = distributed.host_data_slice(batch_sharding, batch_size)
@@ -408,7 +409,7 @@ def _make_eval(cfg: T5Config, part: Partitioner, max_examples: Optional[int]):
     return loss.sum(), correct.sum(), w.sum()
 
   def rank(params, name, batch_size):
-    from t0jax.evaluation.evaluator import evaluate
+    from t0jax.evaluate.evaluator import evaluate
     results = evaluate(model, params, cfg, name, batch_size=batch_size,
                        max_examples=max_examples, partitioner=part)
     out = {}

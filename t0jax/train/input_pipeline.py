@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _tf():
-  from t0jax.tf_setup import import_tensorflow
+  from t0jax.data.tf_setup import import_tensorflow
   return import_tensorflow()  # quiet, and never holding accelerator memory
 
 

@@ -17,14 +17,14 @@ def data_slice(partitioner=None) -> Tuple[int, int]:
 
   Without a mesh every process works alone on its own slice. On a mesh, processes whose devices
   hold the same batch rows (a model-parallel group spanning hosts) feed the same slice, so there
-  can be fewer slices than processes (t0jax.distributed.host_data_slice).
+  can be fewer slices than processes (t0jax.parallel.distributed.host_data_slice).
   """
   import jax
   if jax.process_count() == 1:
     return 0, 1
   if partitioner is None:
     return jax.process_index(), jax.process_count()
-  from t0jax.distributed import host_data_slice
+  from t0jax.parallel.distributed import host_data_slice
   return host_data_slice(partitioner.batch_sharding, partitioner.data_parallel_size)
 
 
@@ -66,5 +66,5 @@ def raise_if_any_failed(error: Optional[BaseException], what: str) -> None:
     if error is not None:
       raise error
     return
-  from t0jax.distributed import raise_if_any_failed as stop_all
+  from t0jax.parallel.distributed import raise_if_any_failed as stop_all
   stop_all(error, what)

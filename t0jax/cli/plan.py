@@ -4,7 +4,7 @@
   t0jax plan --gin_file=gin/experiments/t0_3b.gin --topology 8xA100-40GB --gin.NUM_PARTITIONS=4
 
 Exit status: 0 when the run fits, 1 when it does not (with settings that would), 2 on bad input.
-The model behind the numbers is `t0jax.planning`.
+The model behind the numbers is `t0jax.train.planning`.
 """
 import argparse
 import dataclasses
@@ -13,7 +13,8 @@ import inspect
 import json
 import sys
 
-from t0jax import gin_utils, planning
+from t0jax.cli import gin_flags as gin_utils
+from t0jax.train import planning
 from t0jax.model.config import REMAT_POLICIES
 
 _PART_LABELS = {"params": "parameters (float32)", "optimizer": "optimizer state",
@@ -24,7 +25,7 @@ _PART_LABELS = {"params": "parameters (float32)", "optimizer": "optimizer state"
 def settings_from_gin(gin_files, gin_flags) -> planning.RunSettings:
   """The `train(...)` arguments the gin files give, with the trainer's defaults for the rest."""
   import gin
-  from t0jax import trainer
+  from t0jax.train import trainer
   gin.clear_config()
   try:
     gin_utils.parse(gin_files, gin_flags, finalize=False)

@@ -1,10 +1,11 @@
 """`t0jax train` (also `python -m t0jax.train`): fine-tune a T5 on a SeqIO mixture, configured by
-gin files as T5X users expect. The loop itself is `t0jax.trainer.train`."""
+gin files as T5X users expect. The loop itself is `t0jax.train.trainer.train`."""
 import argparse
 import logging
 import sys
 
-from t0jax import distributed, gin_utils
+from t0jax.parallel import distributed
+from t0jax.cli import gin_flags as gin_utils
 
 
 def main(argv=None) -> int:
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
   if args.model_dir:
     gin_flags.append(f"MODEL_DIR={args.model_dir!r}")
   # Everything that registers gin configurables or seqio tasks is imported before gin locks.
-  from t0jax import trainer
+  from t0jax.train import trainer
   import t0jax.catalog  # noqa: F401
   try:
     gin_utils.parse(gin_files, gin_flags)

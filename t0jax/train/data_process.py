@@ -19,7 +19,7 @@ The child registers the catalogue (`t0jax.catalog`) and imports every module the
 import (`import my_project.tasks`); a mixture it still cannot find (tasks registered only in the
 parent, e.g. in a script's `__main__`) is read in-process instead, with a warning.
 
-  python -m t0jax.data_process FD     (started by `ProcessBatches`; the spec arrives on stdin)
+  python -m t0jax.train.data_process FD     (started by `ProcessBatches`; the spec arrives on stdin)
 """
 import dataclasses
 import json
@@ -99,7 +99,7 @@ def _error_from(header: dict) -> Exception:
   """The child's exception as the parent raises it: the same class for the errors the trainer
   reports to users, a RuntimeError naming the class otherwise."""
   from t0jax.data.readers import DataUnavailableError
-  from t0jax.input_pipeline import DataShareError
+  from t0jax.train.input_pipeline import DataShareError
   kinds = {"DataShareError": DataShareError, "DataUnavailableError": DataUnavailableError,
            "ValueError": ValueError, "FileNotFoundError": FileNotFoundError,
            "PermissionError": PermissionError, "RuntimeError": RuntimeError}
@@ -125,7 +125,7 @@ class ProcessBatches:
     read_fd, write_fd = os.pipe()
     try:
       self._proc = subprocess.Popen(
-          [sys.executable, "-m", "t0jax.data_process", str(write_fd)], stdin=subprocess.PIPE,
+          [sys.executable, "-m", "t0jax.train.data_process", str(write_fd)], stdin=subprocess.PIPE,
           pass_fds=(write_fd,), env={**os.environ, "PYTHONPATH": os.pathsep.join(
               p for p in [os.environ.get("PYTHONPATH", "")] + sys.path if p)})
     finally:
@@ -199,7 +199,7 @@ def _child(out) -> int:
     import t0jax.catalog  # noqa: F401 - registers the catalogue
     for module in spec["modules"]:
       importlib.import_module(module)
-    from t0jax.input_pipeline import TrainData, get_mixture_or_task
+    from t0jax.train.input_pipeline import TrainData, get_mixture_or_task
     data = TrainData(**spec["data"])
     try:
       get_mixture_or_task(data.mixture_or_task_name)
@@ -208,7 +208,7 @@ def _child(out) -> int:
     batches = data.host_batches(spec["start_step"], spec["slice_index"], spec["num_slices"])
     _write_message(out, {"kind": "batch"}, next(batches))
     if spec["truncation_check_examples"]:  # while the parent initialises and compiles
-      from t0jax.input_pipeline import check_truncation
+      from t0jax.train.input_pipeline import check_truncation
       check_truncation(data.mixture_or_task_name, data.task_feature_lengths, data.split,
                        spec["truncation_check_examples"])
     for batch in batches:

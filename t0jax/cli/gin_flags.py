@@ -21,7 +21,7 @@ class GinConfigError(ValueError):
 def gin_root() -> Path:
   """The folder of t0jax's gin files: `gin/` in a checkout, `t0jax/gin/` when installed. Its
   parent is a search path, so `gin/...` names resolve the same way in both."""
-  package = Path(__file__).resolve().parent
+  package = Path(__file__).resolve().parent.parent  # t0jax/cli -> t0jax
   checkout = package.parent / "gin"
   if checkout.is_dir() and (package.parent / "setup.py").is_file():
     return checkout

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from t0jax.evaluation.metrics import ANLI_AVERAGE
+from t0jax.evaluate.metrics import ANLI_AVERAGE
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

@@ -16,10 +16,11 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from t0jax.evaluation import data as eval_data
-from t0jax.evaluation import hosts, metrics
-from t0jax.evaluation.generate import Generator
-from t0jax.evaluation.scorer import ChoiceScorer
+from t0jax.evaluate import data as eval_data
+from t0jax.parallel import hosts
+from t0jax.evaluate import metrics
+from t0jax.evaluate.generate import Generator
+from t0jax.evaluate.scorer import ChoiceScorer
 
 EvalDataError = eval_data.EvalDataError
 
@@ -32,6 +33,8 @@ def _catalog():
 def resolve_tasks(name: str, all_prompts: bool = False) -> list:
   """The tasks of a mixture (or the task itself), sorted by name. With `all_prompts`, each
   catalogue dataset's non-original-task score-eval prompts on the same eval split are added."""
+  from t0jax.data.tf_setup import import_tensorflow
+  import_tensorflow()
   import seqio
   catalog = _catalog()
   found = catalog.get_task_or_mixture(name)

@@ -15,7 +15,8 @@ from typing import Mapping, Optional
 
 import gin
 
-from t0jax import distributed, gin_utils
+from t0jax.parallel import distributed
+from t0jax.cli import gin_flags as gin_utils
 
 _PROG = "t0jax eval"
 DEFAULT_GIN = "gin/runs/eval.gin"
@@ -41,7 +42,7 @@ def read_model_config(path: str):
   """(cfg, format, step) of a checkpoint, from its config alone (no arrays are read), so a bad
   path or a vocabulary mismatch fails before the weights are loaded."""
   import json
-  from t0jax import checkpointing
+  from t0jax.checkpoints import orbax as checkpointing
   from t0jax.checkpoints import hf
   if not os.path.isdir(path):
     raise EvalUsageError(f"--checkpoint {path} does not exist (or is not a directory).")
@@ -77,7 +78,7 @@ def load_params(path: str, checkpoint_format: str, cfg, partitioner):
   refine the config (how its output head is tied); the activation dtype of `cfg` is kept."""
   import jax
   import numpy as np
-  from t0jax import checkpointing
+  from t0jax.checkpoints import orbax as checkpointing
   from t0jax.checkpoints import hf
   from t0jax.model import logical_axes
   if checkpoint_format == "hf":
@@ -105,10 +106,10 @@ def evaluate_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
   """Load the checkpoint, evaluate it, write the reports; returns the results dict."""
   import jax
   from t0jax.data import settings as data_settings
-  from t0jax.evaluation import data as eval_data
-  from t0jax.evaluation import evaluate, report, resolve_tasks
+  from t0jax.evaluate import data as eval_data
+  from t0jax.evaluate import evaluate, report, resolve_tasks
   from t0jax.model import Transformer
-  from t0jax.partitioning import Partitioner
+  from t0jax.parallel.partitioning import Partitioner
 
   if batch_size < 1:
     raise EvalUsageError(f"EVAL_BATCH_SIZE={batch_size}: give at least 1.")
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
   # Registers the catalogue's tasks before gin locks its configuration.
   import t0jax.catalog  # noqa: F401
   from t0jax.checkpoints.hf import CheckpointError
-  from t0jax.evaluation import EvalDataError
+  from t0jax.evaluate import EvalDataError
   try:
     gin.clear_config()  # the command owns gin's configuration (main may run twice in a process)
     gin_utils.parse([DEFAULT_GIN] + gin_files, flags + gin_flags)

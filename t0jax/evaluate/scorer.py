@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t0jax.evaluation import batching, hosts
+from t0jax.parallel import hosts
+from t0jax.evaluate import batching
 
 EOS_ID = 1
 _CROSS_ATTENTION = "encoder_decoder_attention"  # the decoder layers' cross-attention module
@@ -52,7 +53,7 @@ def _token_log_probs(model, params, encoded, encoder_tokens, slots, decoder_inpu
       raise RuntimeError(
           f"Packed choice scoring found no '{_CROSS_ATTENTION}' module in the decoder (was the "
           "model changed?). Score with pack_choices=False, or update "
-          "t0jax/evaluation/scorer.py to the model's cross-attention module name.")
+          "t0jax/evaluate/scorer.py to the model's cross-attention module name.")
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   picked = jnp.take_along_axis(log_probs, decoder_targets[..., None], axis=-1)[..., 0]
   return jnp.where(decoder_targets > 0, picked, 0.0)
@@ -131,7 +132,7 @@ class ChoiceScorer:
   def score(self, inputs: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]]):
     """(scores, token_counts) per example: float64 [num_choices] summed log-probabilities and
     int64 [num_choices] tokens per choice (EOS included). Inputs have no EOS; every choice must
-    end with EOS (checked by the caller, `t0jax.evaluation.data`)."""
+    end with EOS (checked by the caller, `t0jax.evaluate.data`)."""
     if len(inputs) != len(choices):
       raise ValueError(f"{len(inputs)} inputs but {len(choices)} choice lists.")
     scores = [np.zeros(len(c), np.float64) for c in choices]

@@ -21,7 +21,7 @@ from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
-log = logging.getLogger("t0jax.distributed")
+log = logging.getLogger("t0jax.parallel.distributed")
 
 # Exit status of a process stopped by the start-up deadline (distinct from argparse's 2).
 EXIT_TIMEOUT = 3

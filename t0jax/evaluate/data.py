@@ -76,6 +76,8 @@ def _rows(value) -> List[List[int]]:
 
 
 def _dataset(task, split, lengths, max_examples, host, hosts):
+  from t0jax.data.tf_setup import import_tensorflow
+  import_tensorflow()
   import seqio
   kw = dict(sequence_length=dict(lengths) if lengths else None, split=split, shuffle=False,
             num_epochs=1, use_cached=False)

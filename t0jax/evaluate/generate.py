@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t0jax.evaluation import batching, hosts
+from t0jax.parallel import hosts
+from t0jax.evaluate import batching
 from t0jax.model.decoding import decode_step, greedy_decode, init_cache
 
 EOS_ID = 1
