@@ -40,6 +40,8 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
+        # P3's current layout is parquet (t0jax/data/p3.py); imported only when P3 is read.
+        "pyarrow>=15,<27",
     ],
     extras_require={
         # torch is pinned exactly: an unpinned torch pulls several GB of CUDA packages.

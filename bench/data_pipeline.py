@@ -37,6 +37,7 @@ def main() -> None:
   from t0jax.train import optim
   from t0jax.train.input_pipeline import TrainData
   from t0jax.model import T5Config, init_params
+  from t0jax.train.state import TrainState
   from t0jax.train.trainer import make_train_step
   import t0jax.catalog  # noqa: F401
   gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
@@ -60,7 +61,7 @@ def main() -> None:
   step = jax.jit(make_train_step(cfg, tx, schedule, 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0),
                  donate_argnums=0)
   params = init_params(cfg, jax.random.key(0))
-  state = {"step": np.int32(0), "params": params, "opt_state": tx.init(params)}
+  state = TrainState(np.int32(0), params, tx.init(params))
   state, m = step(state, first)
   jax.block_until_ready(m)
   t0 = time.perf_counter()

@@ -76,6 +76,7 @@ def jax_worker(args) -> dict:
   from t0jax.train import optim
   from t0jax.checkpoints import save_hf_checkpoint
   from t0jax.model import T5Config, init_params
+  from t0jax.train.state import TrainState
   from t0jax.train.trainer import make_train_step
   fields = json.loads(args.config)
   fields["mlp_activations"] = tuple(fields["mlp_activations"])
@@ -91,7 +92,7 @@ def jax_worker(args) -> dict:
                  donate_argnums=0)
   params = init_params(cfg, jax.random.key(0))
   save_hf_checkpoint(params, cfg, args.data + ".weights")  # PyTorch starts from these
-  state = {"step": np.int32(0), "params": params, "opt_state": tx.init(params)}
+  state = TrainState(np.int32(0), params, tx.init(params))
   state, m = step(state, batches[0])  # compile
   jax.block_until_ready(m)
   _common.reset_peak_rss()

@@ -1,9 +1,9 @@
-"""T0's mixtures (and the demo's), with T0's examples-proportional rates.
+"""The catalogue's mixtures: T0's (by t-zero's rules, tasks/t0.py) and the demo's.
 
-Rate rule (Sanh et al. 2022): every prompt of a training dataset is its own task; a task's rate
-is the dataset's number of training examples, except that a dataset with more than 500,000
-training examples counts as 500,000 / (its number of prompts in the mixture) per prompt task.
-Counts come from the catalogue's recorded `splits`, so computing rates reads no data.
+T0's rate rule (Sanh et al. 2022, as t-zero coded it): every prompt of a training dataset is its
+own task; a task's rate is the dataset's number of training examples, except that a dataset with
+more than 500,000 training examples gives each of its prompt tasks 500,000 // (its number of
+prompts). Counts come from the catalogue's recorded `splits`, so computing rates reads no data.
 """
 from __future__ import annotations
 
@@ -15,44 +15,31 @@ from t0jax.data.tf_setup import import_tensorflow
 import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
 import seqio
 
+from . import t0
+from .t0 import MAX_EXAMPLES_PER_DATASET, prompt_task_rate
+
 log = logging.getLogger("t0jax.catalog")
-
-MAX_EXAMPLES_PER_DATASET = 500_000
-
-
-def prompt_task_rate(num_examples: int, num_prompts: int) -> float:
-    """T0's rate for one prompt task of a dataset with `num_examples` training examples."""
-    if num_examples > MAX_EXAMPLES_PER_DATASET:
-        return MAX_EXAMPLES_PER_DATASET / num_prompts
-    return float(num_examples)
 
 
 @dataclasses.dataclass(frozen=True)
 class MixtureDef:
     """A mixture as data: the families its datasets come from and which of their tasks it takes.
 
-    kind "train": the datasets' training tasks on `train_split`, rated by `prompt_task_rate`;
-    kind "score_eval": the score-eval twins of original-task prompts on the eval split(s), rated
-    by the eval split's size. prompts: "all", "original" (original-task prompts only) or "one"
-    (per dataset the first original-task prompt in file order, else its first prompt).
+    kind "t0": computed by t-zero's rules (tasks/t0.py); kind "train": the datasets' training
+    tasks on `train_split`, every prompt, rated by `prompt_task_rate`; kind "score_eval": the
+    score-eval twins of original-task prompts on the eval split(s), rated by the eval split's
+    size. `alias_of` names the mixture whose tasks this one repeats.
     """
     name: str
-    families: tuple
+    families: tuple = ()
     kind: str = "train"
-    prompts: str = "all"
     description: str = ""
+    alias_of: str = ""
 
 
-MIXTURES = (
-    MixtureDef("t0_train", ("t0_train",), description="T0's training mixture (all prompts)"),
-    MixtureDef("t0p_train", ("t0p_train",), description="T0+: T0 plus more QA datasets"),
-    MixtureDef("t0pp_train", ("t0pp_train",), description="T0++: T0+ plus SuperGLUE"),
-    MixtureDef("t0_train_one_prompt", ("t0_train",), prompts="one",
-               description="ablation: one prompt per T0 training dataset"),
-    MixtureDef("t0_train_original_task_only", ("t0_train",), prompts="original",
-               description="ablation: T0 training prompts that do the original task"),
-    MixtureDef("t0_eval_score_eval", ("t0_eval",), kind="score_eval",
-               description="held-out zero-shot evaluation by rank classification"),
+MIXTURES = tuple(MixtureDef(name, kind="t0", description=text) for name, text in t0.MIXTURES.items()
+                 ) + tuple(MixtureDef(alias, kind="t0", alias_of=name, description=f"same as {name}")
+                           for alias, name in t0.ALIASES.items()) + (
     MixtureDef("demo_train", ("demo_train",), description="demo: held-in synthetic families"),
     MixtureDef("demo_heldin_score_eval", ("demo_train",), kind="score_eval",
                description="demo: held-in families' validation splits, rank classification"),
@@ -63,39 +50,32 @@ MIXTURES = (
 )
 
 
-def _selected(infos: list, how: str) -> list:
-    if how == "all":
-        return infos
-    original = [i for i in infos if i.prompt.original_task]
-    if how == "original":
-        return original
-    if how == "one":
-        return (original or infos)[:1]
-    raise ValueError(f"unknown prompt selection {how!r}")
+def _family_members(by_dataset: dict, mix: MixtureDef) -> list:
+    chosen = []
+    for dataset_infos in by_dataset.values():
+        spec = dataset_infos[0].dataset
+        if not set(mix.families) & set(spec.mixtures):
+            continue
+        if mix.kind == "train":
+            tasks = [i for i in dataset_infos if i.trains]
+            chosen += [(i.name, prompt_task_rate(spec.num_train_examples(), len(spec.prompts)))
+                       for i in tasks]
+        else:
+            twins = [i for i in dataset_infos if i.score_eval and i.eval_split
+                     and i.prompt.original_task]
+            chosen += [(i.name, float(spec.splits[i.eval_split])) for i in twins]
+    return chosen
 
 
 def mixture_members(infos, definitions=MIXTURES) -> dict:
     """{mixture name: [(task name, rate), ...]} from registered (or planned) TaskInfos."""
+    infos = list(infos)
     by_dataset: dict = {}
     for info in infos:
         by_dataset.setdefault(info.dataset.key, []).append(info)
-    members = {}
-    for mix in definitions:
-        chosen = []
-        for dataset_infos in by_dataset.values():
-            spec = dataset_infos[0].dataset
-            if not set(mix.families) & set(spec.mixtures):
-                continue
-            if mix.kind == "train":
-                tasks = _selected([i for i in dataset_infos if i.trains], mix.prompts)
-                chosen += [(i.name, prompt_task_rate(spec.num_train_examples(), len(tasks)))
-                           for i in tasks]
-            else:
-                twins = [i for i in dataset_infos if i.score_eval and i.eval_split
-                         and i.prompt.original_task]
-                chosen += [(i.name, float(spec.splits[i.eval_split])) for i in twins]
-        members[mix.name] = chosen
-    return members
+    t0_members = t0.members(infos)
+    return {mix.name: (t0_members[mix.name] if mix.kind == "t0"
+                       else _family_members(by_dataset, mix)) for mix in definitions}
 
 
 def register_mixtures(members: dict) -> list:

@@ -1,10 +1,11 @@
 """SeqIO registration of catalogue datasets: one task per (dataset, prompt[, eval split]) and a
 `_score_eval` twin for every prompt with answer choices.
 
-Naming: `<dataset>_<subset>_<prompt name>`, with every character outside [A-Za-z0-9_.] turned
-into `_` and runs of `_` collapsed. A dataset with several eval splits (ANLI's dev_r1..dev_r3)
-gets one task per eval split, suffixed with the split name minus a leading `dev_`/`validation_`/
-`test_` (`anli_<prompt>_r1`). Twins append `_score_eval`.
+Naming is t-zero's formula (so P3's folder names are task names): `<dataset>_<subset>_<prompt
+name>` with every run of characters other than word characters, `.` and `_` turned into one `_`.
+A dataset with several eval splits (ANLI's dev_r1..dev_r3) gets one task per eval split, suffixed
+with the split name minus a leading `dev_`/`validation_`/`test_` (`anli_<prompt>_r1`), whose
+`train`/`validation`/`test` are that round's splits. Twins append `_score_eval`.
 
 Every task exposes the dataset's own split names plus two aliases: `train` (the catalogue's
 `train_split`) and `validation` (its eval split, when there is exactly one for the task), so
@@ -48,14 +49,16 @@ class TaskInfo:
 
 
 _INFO: dict = {}
+# Called before every lookup (tasks/__init__.py's `refresh`).
+BEFORE_LOOKUP: list = []
 
 
 def sanitize(name: str) -> str:
-    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_.]", "_", name))
+    return re.sub(r"[^\w\d\._]+", "_", name)
 
 
 def task_name(dataset: str, subset: Optional[str], prompt_name: str) -> str:
-    return sanitize("_".join(p for p in (dataset, subset, prompt_name) if p))
+    return sanitize(dataset + (f"_{subset}_" if subset is not None else "_") + prompt_name)
 
 
 def split_suffix(split: str) -> str:
@@ -66,7 +69,7 @@ def split_suffix(split: str) -> str:
 
 
 def score_eval_name(name: str) -> str:
-    return sanitize(name + "_score_eval")
+    return name + "_score_eval"
 
 
 def _split_maps(spec: DatasetSpec) -> list:
@@ -79,7 +82,11 @@ def _split_maps(spec: DatasetSpec) -> list:
         return [("", ev, {**identity, **({"validation": ev} if ev else {})})]
     out = [("", None, identity)] if spec.train_split else []
     for ev in spec.eval_splits:
-        out.append(("_" + split_suffix(ev), ev, {"validation": ev, ev: ev}))
+        suffix = split_suffix(ev)
+        # A round's own train/test splits (ANLI: train_r1, test_r1), as t-zero mapped them.
+        rounds = {s.split("_", 1)[0]: s for s in spec.splits if s.endswith("_" + suffix)}
+        mapped = {name: rounds[name] for name in ("train", "test") if name in rounds}
+        out.append(("_" + suffix, ev, {**mapped, "validation": ev, ev: ev}))
     return out
 
 
@@ -89,7 +96,7 @@ def plan_tasks(spec: DatasetSpec) -> list:
     for prompt in spec.prompts:
         base = task_name(spec.dataset, spec.subset, prompt.name)
         for suffix, ev, split_map in _split_maps(spec):
-            name = sanitize(base + suffix)
+            name = base + suffix
             planned.append((TaskInfo(name, spec, prompt, False, ev, name, suffix), split_map))
             if prompt.has_choices:
                 planned.append((TaskInfo(score_eval_name(name), spec, prompt, True, ev, name,
@@ -105,7 +112,8 @@ def _add(info: TaskInfo, split_map: dict, vocabulary) -> None:
     source = PromptedDataSource(
         task_name=info.name, spec=spec.source,
         prompt=PromptRef(spec.templates_path, info.prompt.id, info.prompt.name),
-        split_map=split_map, num_examples=spec.splits, score_eval=info.score_eval)
+        split_map=split_map, num_examples=spec.splits, score_eval=info.score_eval,
+        field_aliases=spec.field_aliases)
     if info.score_eval:
         extra = dict(preprocessors=preprocessors.score_eval_preprocessors(),
                      postprocess_fn=preprocessors.answer_index_postprocessor,
@@ -152,6 +160,8 @@ def unregister(names) -> None:
 
 def task_info(name: str) -> TaskInfo:
     """t0jax's record of a catalogue task (UnknownNameError for anything else)."""
+    for hook in BEFORE_LOOKUP:
+        hook()
     if name not in _INFO:
         raise UnknownNameError(name, list(_INFO) + list(seqio.MixtureRegistry.names()))
     return _INFO[name]
@@ -187,7 +197,21 @@ def closest_names(name: str, candidates, n: int = 5) -> list:
 
 def get_task_or_mixture(name: str):
     """The seqio Task or Mixture called `name`; UnknownNameError (listing the closest registered
-    names) if there is none. Every t0jax command resolves names through this."""
+    names) if there is none. Every t0jax command resolves names through this.
+
+    With a P3 dir set (T0JAX_P3_DIR, --p3_dir), the task, or every task of the mixture, reads
+    P3 instead (t0jax/data/p3.py); unsetting it puts the catalogue's own tasks back."""
+    for hook in BEFORE_LOOKUP:  # the catalogue re-registers if its prompt collection changed
+        hook()
+    from t0jax.data import p3, settings
+    from t0jax.data.vocab import catalog_vocabulary
+    p3_dir = settings.p3_dir()
+    if p3_dir:
+        found = p3.get_task_or_mixture(name, p3_dir, catalog_vocabulary())
+        if found is not None:
+            return found
+    elif p3.active():
+        p3.restore()
     if name in seqio.MixtureRegistry.names():
         return seqio.MixtureRegistry.get(name)
     if name in seqio.TaskRegistry.names():

@@ -18,11 +18,11 @@ from t0jax.data.readers import SourceSpec
 # Mixture families a dataset may belong to. `*_train` families train on `train_split`,
 # `*_eval` families evaluate the original-task prompts on `eval_splits`.
 TRAIN_FAMILIES = ("t0_train", "t0p_train", "t0pp_train", "demo_train")
-EVAL_FAMILIES = ("t0_eval", "demo_eval")
+EVAL_FAMILIES = ("t0_eval", "bias_fairness_eval", "demo_eval")
 FAMILIES = TRAIN_FAMILIES + EVAL_FAMILIES
 
 _KEYS = ("dataset", "subset", "hf", "tfds", "tfds_fields", "manual_dir", "splits", "train_split",
-         "eval_splits", "cluster", "mixtures", "generator")
+         "eval_splits", "cluster", "mixtures", "generator", "field_aliases")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -50,8 +50,11 @@ class DatasetSpec:
     mixtures: tuple
     source: SourceSpec
     templates_path: str
-    prompts: tuple  # PromptInfo, in file order
+    prompts: tuple  # PromptInfo, in file order (sorted by name for promptsource's)
     file: str
+    # {field name the templates use: field name in today's data}, for hub renames since 2021
+    field_aliases: dict = dataclasses.field(default_factory=dict)
+    prompt_collection: str = "t0jax"  # or "promptsource" (tasks/t0.py swaps the prompts in)
 
     @property
     def key(self) -> tuple:
@@ -167,6 +170,12 @@ def _spec(path: str, i: int, entry, prompts_root: str, families) -> DatasetSpec:
     if tfds_fields and not entry.get("tfds"):
         fail("`tfds_fields` is given but `tfds` is not.")
 
+    aliases = entry.get("field_aliases") or {}
+    if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        fail(f"`field_aliases` must map a field name the templates use to the dataset's current "
+             f"field name (e.g. {{label_coarse: coarse_label}}), got {aliases!r}.")
+
     tpath = templates_path(prompts_root, dataset, subset)
     prompts = _prompts(path, label, tpath, dataset, subset)
     source = SourceSpec(
@@ -177,7 +186,8 @@ def _spec(path: str, i: int, entry, prompts_root: str, families) -> DatasetSpec:
         dataset=dataset, subset=subset, splits=splits,
         train_split=None if train_split is None else str(train_split),
         eval_splits=tuple(str(s) for s in eval_splits), cluster=entry.get("cluster"),
-        mixtures=tuple(mixtures), source=source, templates_path=tpath, prompts=prompts, file=path)
+        mixtures=tuple(mixtures), source=source, templates_path=tpath, prompts=prompts, file=path,
+        field_aliases=dict(aliases))
 
 
 def _prompts(path: str, label: str, tpath: str, dataset: str, subset: Optional[str]) -> tuple:
@@ -196,6 +206,11 @@ def _prompts(path: str, label: str, tpath: str, dataset: str, subset: Optional[s
                            f"{found}; fix the file's `dataset`/`subset` keys.")
     if not loaded.templates:
         raise CatalogError(f"{path}: dataset {label}: {tpath} holds no templates.")
+    return prompt_infos(loaded)
+
+
+def prompt_infos(loaded) -> tuple:
+    """PromptInfos of a loaded templates file, in its order."""
     return tuple(PromptInfo(id=t.id, name=t.name, has_choices=t.answer_choices is not None,
                             original_task=bool(t.metadata.original_task))
                  for t in loaded.templates.values())

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from t0jax.parallel import distributed
+from t0jax.parallel import distributed, hosts
 from t0jax.parallel.distributed import DistributedError, ProcessGroup, resolve
 from t0jax.train.input_pipeline import DataShareError, TrainData
 from t0jax.parallel.partitioning import Partitioner
@@ -178,7 +178,7 @@ def _fake_two_hosts(device):
                                                       (8, [(0, 1), (0, 1)])])
 def test_hosts_that_hold_the_same_rows_read_the_same_data_slice(num_partitions, expected):
   sharding = Partitioner(num_partitions).batch_sharding
-  got = [distributed.host_data_slice(sharding, 16, _fake_two_hosts, p) for p in (0, 1)]
+  got = [hosts.host_data_slice(sharding, 16, _fake_two_hosts, p) for p in (0, 1)]
   assert got == expected
 
 
@@ -186,7 +186,7 @@ def test_hosts_that_hold_the_same_rows_read_the_same_data_slice(num_partitions, 
 def test_hosts_with_interleaved_rows_are_refused():
   sharding = Partitioner(1).batch_sharding
   with pytest.raises(DistributedError, match="interleaved rows"):
-    distributed.host_data_slice(sharding, 16, lambda d: d.id % 2, 0)
+    hosts.host_data_slice(sharding, 16, lambda d: d.id % 2, 0)
 
 
 def test_virtual_shards_that_hosts_cannot_share_evenly_are_an_error():

@@ -3,7 +3,6 @@
 A tiny random model over the demo vocabulary (896 ids) is saved as a t0jax (Orbax) checkpoint
 and as a Hugging Face directory in a temp dir; nothing downloads.
 """
-import dataclasses
 import json
 import os
 
@@ -34,11 +33,10 @@ def random_params(cfg, seed=0):
 
 
 def save_t0jax_checkpoint(params, cfg, model_dir, step=7):
-  from t0jax.checkpoints.orbax import Checkpointer, model_signature
+  from t0jax.checkpoints.orbax import Checkpointer
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), async_save=False)
-  full = {**dataclasses.asdict(cfg), "mlp_activations": list(cfg.mlp_activations)}
   ckpt.save(step, {"step": np.int32(step), "params": params}, {"step": step},
-            {"model": model_signature(cfg), "model_full": full})
+            {"model": cfg.shape_signature(), "model_full": cfg.to_dict()})
   ckpt.close()
   return model_dir
 

@@ -210,14 +210,13 @@ def test_missing_directory_and_missing_config_are_reported(tmp_path):
     load_hf_checkpoint(tmp_path / "empty")
 
 
-def test_pytorch_bin_only_checkpoint_explains_how_to_convert(tmp_path):
+def test_safetensors_loader_on_a_bin_only_checkpoint_points_to_the_entry_point(tmp_path):
   make_hf_model(tmp_path, V10)
   (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
   with pytest.raises(FileNotFoundError) as err:
     load_hf_checkpoint(tmp_path)
   msg = str(err.value)
-  assert "pytorch_model.bin" in msg and "never unpickles" in msg
-  assert "save_pretrained" in msg and "safe_serialization=True" in msg
+  assert "pytorch_model.bin" in msg and "t0jax.checkpoints.load" in msg
 
 
 def _edit_config(directory, **changes):
@@ -228,7 +227,7 @@ def _edit_config(directory, **changes):
 
 
 @pytest.mark.parametrize("changes,pattern", [
-    (dict(architectures=["MT5ForConditionalGeneration"], model_type="mt5"), "mt5.*not supported"),
+    (dict(architectures=["UMT5ForConditionalGeneration"], model_type="umt5"), "umt5.*not supported"),
     (dict(architectures=["T5EncoderModel"]), "T5EncoderModel.*not supported"),
     (dict(architectures=["LongT5ForConditionalGeneration"], model_type="longt5"), "LongT5"),
     (dict(feed_forward_proj="gated-silu"), "feed_forward_proj 'gated-silu' is unsupported"),

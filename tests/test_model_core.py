@@ -7,7 +7,8 @@ import pytest
 from t0jax.model.losses import cross_entropy_with_z_loss, shift_right
 from t0jax.model import (T5Config, Transformer, get_config, init_params, logical_axes,
                          scan_params, unscan_params)
-from t0jax.model.decoding import decode_step, greedy_decode, init_cache
+from t0jax.model import EncoderDecoderModel
+from t0jax.model.decoding import greedy_decode
 
 CFG = T5Config(vocab_size=97, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=2,
                num_decoder_layers=3, relative_attention_num_buckets=8,
@@ -60,17 +61,19 @@ def test_cached_decoding_equals_full_forward_pass(params):
   targets = rng.integers(2, 97, (2, 7)).astype(np.int32)
   dec_in = np.asarray(shift_right(targets))
   full = model.apply({"params": params}, enc, dec_in, targets)
-  encoded = model.apply({"params": params}, enc, method=Transformer.encode)
-  cache = init_cache(model, params, encoded, enc, 7)
+  seam = EncoderDecoderModel(model)
+  encoded = seam.encode(params, enc)
+  cache = seam.init_cache(params, encoded, enc, 7)
   for t in range(7):
-    step_logits, cache = decode_step(model, params, cache, encoded, enc, dec_in[:, t:t + 1], 7)
+    step_logits, cache = seam.decode_step(params, cache, encoded, enc, dec_in[:, t:t + 1], 7)
     np.testing.assert_allclose(step_logits, full[:, t], atol=1e-5)
 
 
 def test_greedy_decode_matches_argmax_of_full_forward_passes(params):
   model = Transformer(CFG)
   enc = np.random.default_rng(3).integers(2, 97, (3, 10)).astype(np.int32)
-  out = np.asarray(greedy_decode(model, params, enc, max_decode_length=6, eos_id=1))
+  out = np.asarray(greedy_decode(EncoderDecoderModel(model), params, enc, max_decode_length=6,
+                                 eos_id=1))
   # Reference: re-run the full decoder on the growing prefix, no cache.
   prefix = np.zeros((3, 1), np.int32)
   for t in range(6):

@@ -62,13 +62,13 @@ def test_an_installed_t0jax_resolves_gin_files_and_includes_outside_a_checkout(i
           "assert t0jax.__file__.startswith(%r), t0jax.__file__\n"
           "gin_utils.parse(['gin/experiments/demo.gin'], ['TRAIN_STEPS=7'], finalize=False)\n"
           "print(gin.query_parameter('%%TRAIN_STEPS'), gin.query_parameter('T5Config.vocab_size'),"
-          " gin.query_parameter('T5Config.d_model'))\n"
+          " gin.query_parameter('T5Config.size'))\n"
           "print(len(t0jax.catalog.all_task_infos()))\n" % str(target))
   env = {**os.environ, "PYTHONPATH": str(target)}
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=str(tmp_path), env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  steps, vocab, d_model, tasks = result.stdout.split()
+  steps, vocab, size, tasks = result.stdout.split()
   assert (int(steps), int(vocab)) == (7, 896)  # the flag, and demo.gin's own binding
-  assert int(d_model) > 0  # from gin/models/t5_1_1_tiny.gin, reached by the include
+  assert size == "tiny"  # from gin/models/t5_1_1_tiny.gin, reached by the include
   assert int(tasks) > 400

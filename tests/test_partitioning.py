@@ -9,6 +9,7 @@ from jax.sharding import PartitionSpec as P
 
 from t0jax.model.losses import cross_entropy_with_z_loss, loss_normalizer, shift_right
 from t0jax.model import T5Config, Transformer, init_params, logical_axes
+from t0jax.parallel import hosts
 from t0jax.parallel.partitioning import FSDP_RULES, STANDARD_RULES, Partitioner, create_mesh
 
 # Every sharded dimension divisible by up to 8 devices.
@@ -54,7 +55,7 @@ def test_sharded_loss_and_gradients_equal_single_device(reference, data, model, 
   shardings = part.shardings(logical_axes(CFG))
   with part.activate():
     sharded = jax.device_put(params, shardings)
-    batch = part.global_batch(_batch())
+    batch = hosts.global_batch(_batch(), part.batch_sharding, jax.process_count())
     step = jax.jit(jax.value_and_grad(_loss_fn), out_shardings=(part.replicated, shardings))
     loss, grads = step(sharded, batch)
   np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
@@ -140,6 +141,6 @@ def test_unknown_rule_set_is_named():
 def test_global_batch_assembles_rows_over_data_axis():
   part = Partitioner(num_partitions=2)
   local = {"x": np.arange(16 * 3).reshape(16, 3).astype(np.int32)}
-  out = part.global_batch(local)["x"]
+  out = hosts.global_batch(local, part.batch_sharding, jax.process_count())["x"]
   assert out.shape == (16, 3) and out.sharding.spec == P("data")
   np.testing.assert_array_equal(np.asarray(out), local["x"])

@@ -17,6 +17,7 @@ from t0jax.model.losses import cross_entropy_with_z_loss
 from t0jax.parallel.partitioning import Partitioner
 from t0jax.train.planning import (GiB, PlanError, RunSettings, activation_bytes, parse_topology, plan,
                             state_bytes)
+from t0jax.train.state import TrainState
 from t0jax.train.trainer import make_train_step
 
 
@@ -143,9 +144,8 @@ def _compiled_train_step(cfg, part, rows, li, lt):
   params = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
   opt = jax.eval_shape(tx.init, params)
   param_sh = part.shardings(logical_axes(cfg))
-  state_sh = {"step": part.replicated, "params": param_sh,
-              "opt_state": optim.state_shardings(opt, params, param_sh)}
-  state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "opt_state": opt}
+  state_sh = TrainState(part.replicated, param_sh, optim.state_shardings(opt, params, param_sh))
+  state = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt)
   batch = {k: jax.ShapeDtypeStruct((rows, li), jnp.int32) for k in FEATURES_IN}
   batch.update({k: jax.ShapeDtypeStruct((rows, lt), jnp.int32) for k in FEATURES_OUT})
   step = make_train_step(cfg, tx, optim.constant_schedule(), 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0)

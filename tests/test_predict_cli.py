@@ -18,7 +18,7 @@ import transformers
 
 from t0jax import cli
 from t0jax.cli import predict
-from t0jax.data.spm import Vocabulary
+from t0jax.data.vocab import Vocabulary
 
 transformers.logging.set_verbosity_error()
 

@@ -69,17 +69,51 @@ def test_separator_inside_example_text_is_kept_literally():
     assert (rendered.input, rendered.target) == ("a ||| b", "c ||| d")
 
 
-def test_separator_inside_nested_example_values_is_kept_literally():
+def test_separator_inside_example_text_is_the_promptsource_placeholder_while_rendering():
+    # A multi_news-style template splits its documents on the placeholder, as promptsource's do.
+    template = make('{% for d in doc.split("' + render.PIPE_PLACEHOLDER + '||") %}[{{ d }}]'
+                    '{% endfor %} ||| ok')
+    assert template.apply({"doc": "one|||||two"}).input == "[one][two]"
+
+
+def test_separator_inside_nested_example_values_splits_as_in_promptsource():
+    # promptsource protects top-level strings only; the render then has four parts and t-zero
+    # dropped such renders.
+    template = make("{{ doc.title }} ||| {{ answers[0] }}")
     example = {"doc": {"title": "x|||y"}, "answers": ["p ||| q"]}
-    rendered = make("{{ doc.title }} ||| {{ answers[0] }}").apply(example)
-    assert (rendered.input, rendered.target) == ("x|||y", "p ||| q")
+    assert template.apply_parts(example) == ["x", "y", "p", "q"]
+    assert apply_or_skip(template, example) == (None, "extra_separator")
 
 
-def test_separator_inside_a_rendered_choice_stays_in_the_choice_and_target():
-    template = make("{{ q }} ||| {{ answer_choices[0] }}", "{{ options | join(' ||| ') }}")
-    rendered = template.apply({"q": "Which?", "options": ["left ||| right", "up"]})
+def test_rendered_choices_are_split_on_the_separator_and_restored():
+    template = make("{{ q }} ||| {{ answer_choices[1] }}", "{{ a }} ||| {{ b }}")
+    rendered = template.apply({"q": "Which?", "a": "left ||| right", "b": "up"})
     assert rendered.choices == ["left ||| right", "up"]
-    assert rendered.target == "left ||| right"
+    assert rendered.target == "up"
+
+
+def test_hyphenated_field_names_are_read_with_underscores():
+    template = make("{{ label_coarse }} ||| {{ answer_choices[label_fine] }}", "a ||| b")
+    assert template.apply({"label-coarse": "c", "label-fine": 1}) == Rendered("c", "b", ["a", "b"])
+
+
+def test_aliases_give_templates_the_field_names_the_hub_has_since_renamed():
+    template = make("{{ text }} ||| {{ label_coarse }}")
+    example = {"text": "t", "coarse_label": 3}
+    assert template.apply(example, aliases={"label_coarse": "coarse_label"}).target == "3"
+    assert apply_or_skip(template, example) == (None, "missing_field:label_coarse")
+    # An alias never hides a field the example really has.
+    both = {"text": "t", "coarse_label": 3, "label_coarse": 4}
+    assert template.apply(both, aliases={"label_coarse": "coarse_label"}).target == "4"
+
+
+def test_unlabeled_example_renders_its_input_with_an_empty_target_as_promptsource_does():
+    template = make("{{ text }} ||| {% if label != -1 %}{{ label }}{% endif %}")
+    assert template.apply_parts({"text": "t", "label": -1}) == ["t", ""]
+    assert template.apply({"text": "t", "label": -1}, require_target=False) == Rendered("t", "", None)
+    assert apply_or_skip(template, {"text": "t", "label": -1}) == (None, "unlabeled")
+    no_separator = make("{{ text }}{% if label != -1 %} ||| {{ label }}{% endif %}")
+    assert no_separator.apply({"text": "t", "label": -1}, require_target=False).target == ""
 
 
 def test_choice_filter_picks_an_item_deterministically_per_template_and_example():
@@ -127,12 +161,13 @@ def test_input_only_rendering_when_the_caller_does_not_require_a_target():
     template = make("{{ text }} ||| {% if label != -1 %}{{ answer_choices[label] }}{% endif %}",
                     "no ||| yes")
     rendered = template.apply({"text": "t", "label": -1}, require_target=False)
-    assert rendered == Rendered(input="t", target=None, choices=["no", "yes"])
+    assert rendered == Rendered(input="t", target="", choices=["no", "yes"])
 
 
-def test_only_the_first_two_parts_are_used_when_there_are_more_separators():
-    rendered = make("a ||| b ||| c ||| d").apply({})
-    assert (rendered.input, rendered.target) == ("a", "b")
+def test_a_render_with_more_than_two_parts_does_not_apply_as_t_zero_dropped_it():
+    template = make("a ||| b ||| c ||| d")
+    assert template.apply_parts({}) == ["a", "b", "c", "d"]
+    assert template.apply({}) is None and template.apply({}, require_target=False) is None
 
 
 def test_example_with_an_answer_choices_field_is_an_error_naming_the_template():
@@ -151,15 +186,23 @@ def test_missing_field_raises_missing_field_error_with_template_and_field():
     assert (restored.template_name, restored.field) == ("needs both", "hypothesis")
 
 
-def test_missing_field_is_detected_in_conditions_answer_choices_and_nested_keys():
+def test_missing_field_is_detected_in_conditions_comparisons_and_answer_choices():
     with pytest.raises(MissingFieldError, match="'label'"):
         make("{% if label %}a{% endif %} ||| b").apply({})
+    with pytest.raises(MissingFieldError, match="'label'"):
+        make("a ||| {% if label != -1 %}b{% endif %}").apply({})
     with pytest.raises(MissingFieldError) as caught:
         make("q ||| {{ answer_choices[0] }}", "{{ options | join('|||') }}").apply({})
     assert caught.value.field == "options"
-    with pytest.raises(MissingFieldError) as caught:
-        make("{{ answers.text }} ||| x").apply({"answers": {"start": [0]}})
-    assert caught.value.field == "text"
+
+
+def test_absent_nested_keys_and_elements_render_empty_as_in_promptsource():
+    # promptsource renders with Jinja's default Undefined: real templates (imdb, piqa) index past
+    # the end of a list and get an empty string.
+    template = make("[{{ answers.text }}] [{{ xs[2] }}] ||| x")
+    assert template.apply({"answers": {"start": [0]}, "xs": [1]}).input == "[] []"
+    with pytest.raises(MissingFieldError):
+        make("{{ answers.text.upper() }} ||| x").apply({"answers": {}})
 
 
 def test_default_filter_and_defined_test_still_handle_absent_fields():

@@ -1,4 +1,6 @@
-"""Rank-classification scoring: correct sums, one encoder pass per input, batching-invariant."""
+"""Rank-classification scoring by the evaluator's `ChoiceScorer` (the one scorer, used by
+`t0jax eval`, the trainer's periodic evaluation and `t0jax predict`): correct sums, one encoder
+pass per input, independent of batch size and order, uneven choice counts, bad input refused."""
 import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -7,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from t0jax.evaluate import scoring_legacy as scoring
+from t0jax.evaluate import batching
+from t0jax.evaluate.scorer import ChoiceScorer
 from t0jax.model import T5Config, Transformer, init_params
 
 # One layer per stack: scoring does not depend on depth, and compiling stays fast.
@@ -31,13 +34,18 @@ def setup():
   rng = np.random.default_rng(0)
   shapes = jax.eval_shape(lambda: init_params(CFG, jax.random.key(0)))
   params = jax.tree.map(lambda s: rng.normal(0, 0.3, s.shape).astype(np.float32), shapes)
-  # Input lengths span three buckets (8, 16, 32), choice lengths two (8, 16).
+  # Input lengths span three buckets (8, 16, 24), choice lengths two (8, 16).
   inputs, choices = make_examples((3, 9, 20, 1, 7, 15, 12), max_choice_tokens=10)
   return Transformer(CFG), params, inputs, choices
 
 
+def score(model, params, inputs, choices, batch_size, **kw):
+  return ChoiceScorer(model, params, batch_size=batch_size, per_octave=1, **kw).score(
+      inputs, choices)
+
+
 def reference_scores(model, params, inputs, choices):
-  """The t-zero way: the input repeated once per choice, every pair through the whole model."""
+  """The t-zero way: the input repeated once per choice, every pair through the whole network."""
   pairs = [(tokens, choice) for tokens, options in zip(inputs, choices) for choice in options]
   enc = np.zeros((len(pairs), 32), np.int32)
   targets = np.zeros((len(pairs), 16), np.int32)
@@ -52,63 +60,76 @@ def reference_scores(model, params, inputs, choices):
   return [np.array(flat[a:b]) for a, b in zip(sizes[:-1], sizes[1:])]
 
 
-def test_scores_equal_per_choice_forward_passes(setup):
+@pytest.mark.parametrize("pack_choices", [True, False])
+def test_scores_equal_per_choice_forward_passes(setup, pack_choices):
   model, params, inputs, choices = setup
-  got = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=4)
+  got, _ = score(model, params, inputs, choices, 4, pack_choices=pack_choices)
   for ours, ref in zip(got, reference_scores(model, params, inputs, choices)):
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_examples_with_uneven_numbers_of_choices_share_a_batch(setup):
+  model, params, inputs, choices = setup
+  assert len({len(c) for c in choices}) > 1  # the fixture really mixes choice counts
+  got, _ = score(model, params, inputs, choices, 8)
+  assert [s.shape for s in got] == [(len(c),) for c in choices]
 
 
 def test_scores_do_not_depend_on_batch_size_or_order(setup):
   model, params, _, _ = setup
   # Two input buckets and one choice bucket keep the number of compiled shapes small.
   inputs, choices = make_examples((3, 9, 1, 7, 15, 12, 4, 10), max_choice_tokens=7, seed=1)
-  base = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=1)
+  base, _ = score(model, params, inputs, choices, 1)
   for batch_size in (3, 8):
-    got = scoring.score_choices(model, params, CFG, inputs, choices, batch_size=batch_size)
+    got, _ = score(model, params, inputs, choices, batch_size)
     for a, b in zip(got, base):
       np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
   order = np.random.default_rng(1).permutation(len(inputs))
-  got = scoring.score_choices(model, params, CFG, [inputs[i] for i in order],
-                              [choices[i] for i in order], batch_size=3)
+  got, _ = score(model, params, [inputs[i] for i in order], [choices[i] for i in order], 3)
   for k, i in enumerate(order):
     np.testing.assert_allclose(got[k], base[i], atol=1e-5, rtol=0)
 
 
 def test_token_counts_include_eos(setup):
   model, params, inputs, choices = setup
-  scores, counts = scoring.choice_log_likelihoods(model, params, CFG, inputs[:3], choices[:3],
-                                                  batch_size=4)
+  scores, counts = score(model, params, inputs[:3], choices[:3], 4)
   for options, n, s in zip(choices[:3], counts, scores):
     assert n.tolist() == [len(c) for c in options] and s.shape == (len(options),)
 
 
-def test_each_input_is_encoded_once_whatever_its_number_of_choices(setup, monkeypatch):
+def test_each_input_is_encoded_once_whatever_its_number_of_choices(setup):
   model, params, inputs, choices = setup
+  scorer = ChoiceScorer(model, params, batch_size=4, per_octave=1)
   encoded_rows = []
-  real_encode = scoring._encode
+  program = scorer._program
 
-  def counting_encode(model, params, tokens):
-    encoded_rows.extend(row for row in np.asarray(tokens).tolist() if any(row))  # skip batch padding
-    return real_encode(model, params, tokens)
-  monkeypatch.setattr(scoring, "_encode", counting_encode)
-  scoring.score_choices(model, params, CFG, inputs, choices, batch_size=4)
+  def recording(model, params, encoder_tokens, **kw):
+    encoded_rows.extend(row for row in np.asarray(encoder_tokens).tolist() if any(row))
+    return program(model, params, encoder_tokens=encoder_tokens, **kw)
+
+  scorer._program = recording
+  scorer.score(inputs, choices)
   # Inputs hold no 0 (padding) tokens, so a row's non-zero tokens are its input.
   assert sorted(tuple(t for t in row if t) for row in encoded_rows) == sorted(map(tuple, inputs))
 
 
-def test_compiled_shapes_come_from_few_buckets():
-  assert [scoring.bucket_length(n) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 32, 128]
+def test_compiled_shapes_come_from_few_buckets(setup):
+  _, _, inputs, choices = setup
+  assert [batching.bucket_length(n) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 24, 112]
+  steps = batching.plan_steps([len(t) for t in inputs], [[len(c) for c in cs] for cs in choices],
+                              batch_size=4)
+  assert len({s.signature for s in steps}) <= 4  # 7 examples of 3 input buckets
 
 
 @pytest.mark.parametrize("inputs,choices,pattern", [
-    ([[5, 6]], [[[7, 8]]], "must end with EOS"),
-    ([[5, 6]], [[]], "no answer choices"),
+    ([[5, 6]], [[[7, 8]]], r"Example 0, choice 0: choice tokens must end with EOS"),
+    ([[5, 6]], [[]], "Example 0 has no answer choices"),
     ([[5, 6], [7]], [[[7, 1]]], "2 inputs but 1 choice lists"),
-    ([[5, 99]], [[[7, 1]]], "token id 99 is outside"),
-    ([[]], [[[7, 1]]], "empty input"),
+    ([[5, 6], [5, 99]], [[[7, 1]], [[7, 1]]], r"Example 1, input: token id 99 is outside 1\.\.63"),
+    ([[5, 6]], [[[7, 64, 1]]], r"Example 0, choice 0: token id 64 is outside"),
+    ([[]], [[[7, 1]]], "Example 0 has an empty input"),
 ])
 def test_bad_examples_are_refused_with_their_index(setup, inputs, choices, pattern):
   model, params, _, _ = setup
   with pytest.raises(ValueError, match=pattern):
-    scoring.score_choices(model, params, CFG, inputs, choices)
+    ChoiceScorer(model, params).score(inputs, choices)

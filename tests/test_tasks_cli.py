@@ -19,7 +19,12 @@ def test_summary_lists_every_registered_mixture_with_task_counts(capsys):
     assert cli.main(["tasks"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    assert lines["demo_train"][1:4] == ["17", "4", "60,000"]
+    import t0jax.catalog as catalog
+    rates = catalog.mixture_rates("demo_train")
+    datasets = {catalog.task_info(t).dataset.key for t, _ in rates}
+    total = f"{sum(r for _, r in rates):,.0f}"
+    assert lines["demo_train"][1:4] == [str(len(rates)), str(len(datasets)), total]
+    assert len(datasets) == 4  # the demo's four held-in families
     assert lines["demo_heldout_score_eval"][1:3] == ["3", "1"]
     for name in ("t0_train", "t0p_train", "t0pp_train", "t0_eval_score_eval"):
         assert name in lines
@@ -28,9 +33,12 @@ def test_summary_lists_every_registered_mixture_with_task_counts(capsys):
 def test_mixture_listing_shows_each_task_with_its_rate_share_and_split(capsys):
     assert catalog_cli.main(["demo_train"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("demo_train: 17 tasks")
+    import t0jax.catalog as catalog
+    rates = dict(catalog.mixture_rates("demo_train"))
+    assert out.startswith(f"demo_train: {len(rates)} tasks")
     row = next(line for line in out.splitlines() if line.startswith("demo_facts_follows "))
-    assert row.split()[1:] == ["3,000", "5.00%", "train"]
+    share = 100 * rates["demo_facts_follows"] / sum(rates.values())
+    assert row.split()[1:] == ["3,000", f"{share:.2f}%", "train"]
 
 
 def test_task_details_name_the_dataset_prompt_and_split_sizes(capsys):

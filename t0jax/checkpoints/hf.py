@@ -1,10 +1,13 @@
 """Hugging Face `T5ForConditionalGeneration` checkpoints in and out, without torch.
 
-Only safetensors are read or written: a pickled `pytorch_model.bin` can run arbitrary code when
-it is opened, so it never is. Tensors are converted one at a time, so importing an 11B model
-needs about one copy of its parameters in memory, not two.
+The name table (`_tensors`) maps HF's names onto t0jax's tree once, for every source of
+HF-named tensors: safetensors here, `pytorch_model.bin` (torch_bin.py) and `flax_model.msgpack`
+(flax_msgpack.py) through the same small interface (`names`, `shape(name)`, `get(name)`).
+Tensors are converted one at a time, so importing an 11B model needs about one copy of its
+parameters in memory, not two; with shardings, each tensor goes straight to its devices.
 """
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -12,21 +15,26 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
+import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read bf16 files)
 import numpy as np
 from safetensors import safe_open
+from etils import epath
 from safetensors.numpy import save_file
 
+from t0jax.data.vocab import VOCAB_FILE
+from t0jax.model import layout
 from t0jax.model.config import T5Config
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-VOCAB_FILE = "spiece.model"
 
-_ARCHITECTURES = ("T5ForConditionalGeneration", "T5WithLMHeadModel")
+# mT5 / mT0 are T5 v1.1 with a 250,112-piece vocabulary: the same tensors under the same names.
+_MODEL_TYPES = ("t5", "mt5")
+_ARCHITECTURES = ("T5ForConditionalGeneration", "T5WithLMHeadModel", "MT5ForConditionalGeneration")
 # HF's "gated-gelu" is the tanh approximation of GELU ("gelu_new"), as is t0jax's "gelu".
 _FEED_FORWARD = {"relu": ("relu",), "gated-gelu": ("gelu", "linear"),
                  "gated-gelu_new": ("gelu", "linear")}
@@ -34,7 +42,6 @@ _FEED_FORWARD = {"relu": ("relu",), "gated-gelu": ("gelu", "linear"),
 # bias table that T5 never uses.
 _REDUNDANT = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
               "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
-_LAYER = re.compile(r"layers_(\d+)$")
 
 
 class CheckpointError(ValueError):
@@ -143,16 +150,19 @@ def config_from_hf(hf: dict, source: str = CONFIG_FILE) -> T5Config:
   is what HF's flag meant until transformers 5 split it into `scale_decoder_outputs`.
   """
   model_type, archs = hf.get("model_type", "t5"), hf.get("architectures") or []
-  if model_type != "t5" or any(a not in _ARCHITECTURES for a in archs):
+  if model_type not in _MODEL_TYPES or any(a not in _ARCHITECTURES for a in archs):
     raise CheckpointError(
         f"{source}: model_type {model_type!r}, architectures {archs} is not supported. t0jax reads "
-        "T5ForConditionalGeneration checkpoints (T5 v1.0, v1.1, LM-adapted, T0/T0p/T0pp); mT5, "
-        "umT5, LongT5 and encoder-only models have other layouts.")
+        "T5ForConditionalGeneration and MT5ForConditionalGeneration checkpoints (T5 v1.0, v1.1, "
+        "LM-adapted, T0/T0p/T0pp, mT5/mT0); umT5, LongT5 and encoder-only models have other "
+        "layouts.")
   proj = hf.get("feed_forward_proj", "relu")
   if proj not in _FEED_FORWARD:
     raise CheckpointError(f"{source}: feed_forward_proj {proj!r} is unsupported; t0jax supports "
                           f"{sorted(_FEED_FORWARD)}.")
   scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
+  if model_type == "mt5":  # mT5 never scales its logits; transformers 5 writes tie=True for it
+    scaled = bool(hf.get("scale_decoder_outputs", False))
   try:
     num_layers = int(hf.get("num_layers", 6))
     return T5Config(
@@ -199,9 +209,14 @@ def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
 
 
 class _TensorFiles:
-  """The safetensors files of a checkpoint directory, opened lazily (memory-mapped)."""
+  """The safetensors files of a checkpoint directory, opened lazily (memory-mapped).
 
-  def __init__(self, directory: Path):
+  A tensor source: `names` (a container of HF tensor names), `shape(name)`, `get(name)` and
+  `where` (names the checkpoint in errors); torch_bin and flax_msgpack provide the same.
+  """
+
+  def __init__(self, directory):
+    self.where = str(directory)
     index, single = directory / INDEX_FILE, directory / WEIGHTS_FILE
     if index.exists():
       try:
@@ -230,6 +245,9 @@ class _TensorFiles:
   def get(self, name: str) -> np.ndarray:
     return self.names[name].get_tensor(name)
 
+  def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+    return self.names[name].get_slice(name)[start:stop]
+
 
 def _no_safetensors_message(directory: Path) -> str:
   found = sorted(p.name for p in directory.glob("*.bin")) + sorted(
@@ -237,14 +255,14 @@ def _no_safetensors_message(directory: Path) -> str:
   msg = f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}"
   if not found:
     return msg + "; point --checkpoint at a Hugging Face T5 checkpoint directory."
-  return (msg + f" (found {', '.join(found)}). t0jax reads safetensors only and never unpickles "
-          "PyTorch .bin files (unpickling can run arbitrary code). Convert once with transformers:\n"
-          "  python -c \"from transformers import T5ForConditionalGeneration as M; "
-          f"M.from_pretrained('{directory}').save_pretrained('{directory}-safetensors', "
-          "safe_serialization=True)\"")
+  return (msg + f" (found {', '.join(found)}). Load the directory with "
+          "t0jax.checkpoints.load, which reads pytorch_model.bin and flax_model.msgpack too (a "
+          "TensorFlow tf_model.h5 is not read: use one of the others).")
 
 
-def _read_config(directory: Path) -> dict:
+def read_hf_config(directory) -> dict:
+  """The config.json dict of an HF checkpoint directory (local or gs://)."""
+  directory = epath.Path(directory)
   if not directory.is_dir():
     raise CheckpointNotFoundError(f"Checkpoint directory {directory} does not exist.")
   path = directory / CONFIG_FILE
@@ -271,16 +289,31 @@ def _output_head(cfg: T5Config, files: _TensorFiles):
   return cfg, ("lm_head.weight" if has_head else "shared.weight"), 1.0
 
 
-def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False):
+def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False,
+                       shardings=None):
   """(T5Config, params) from an HF T5ForConditionalGeneration directory of safetensors.
 
   Parameters are numpy arrays of `dtype` (bf16 or fp32 on disk is converted); `scan_layers`
   returns the scanned layout directly (stacked arrays filled in place, no second copy).
   """
-  directory = Path(directory)
-  cfg = config_from_hf(_read_config(directory), str(directory / CONFIG_FILE))
+  directory = epath.Path(directory)
+  cfg = config_from_hf(read_hf_config(directory), str(directory / CONFIG_FILE))
+  return load_from_source(_TensorFiles(directory), cfg, dtype=dtype, scan_layers=scan_layers,
+                          shardings=shardings)
+
+
+def load_from_source(files, cfg: T5Config, *, dtype=np.float32, scan_layers: bool = False,
+                     shardings=None, lazy: bool = False):
+  """(T5Config, params) from any source of HF-named tensors (see `_TensorFiles`).
+
+  With `shardings` (a tree like the params, of `jax.sharding.Sharding`), each unscanned tensor
+  is placed on its devices as soon as it is read, each device taking only its slice, so a host
+  holds one checkpoint tensor at a time; the scanned layout is stacked first, then placed.
+  `lazy` returns `Deferred` leaves (unscanned layout) that read their tensor when converted with
+  `np.asarray`, so a converter holds one tensor at a time.
+  """
+  directory = files.where
   dtype = _np_dtype(dtype)
-  files = _TensorFiles(directory)
   cfg, head_source, head_factor = _output_head(cfg, files)
   entries = _tensors(cfg)
   if head_source is not None:
@@ -300,35 +333,108 @@ def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False
         f"do not match a T5ForConditionalGeneration with this {CONFIG_FILE}.")
 
   cfg = cfg.replace(scan_layers=scan_layers)
-  params: dict = {}
   for t in entries:
-    found = files.shape(t.hf_name)
+    found = tuple(files.shape(t.hf_name))
     if found != t.hf_shape:
       raise CheckpointError(
           f"{directory}: tensor {t.hf_name} (t0jax {'/'.join(t.path)}) has shape {list(found)}, "
           f"expected {list(t.hf_shape)} from {CONFIG_FILE}.")
-    value = _to_t0jax(t.kind, files.get(t.hf_name), cfg)
-    if t.path == ("decoder", "logits_dense", "kernel") and head_factor != 1.0:
-      value = value.astype(np.float32) * np.float32(head_factor)
-    _place(params, t.path, np.ascontiguousarray(value, dtype=dtype), cfg)
+  stream = shardings is not None and not scan_layers
+  params: dict = {}
+  if lazy:
+    if scan_layers:
+      raise CheckpointError("lazy loading gives the unscanned layout; pass scan_layers=False.")
+    for t in entries:
+      read = functools.partial(_read_t0jax, files, t, cfg, head_factor, dtype)
+      layout.set_leaf(params, t.path, Deferred(_t0jax_shape(t, cfg), dtype, read), cfg)
+    return cfg, params
+  for t in entries:
+    value = _read_t0jax(files, t, cfg, head_factor, dtype)
+    if stream:
+      value = place_on_devices(value, _sharding_at(shardings, t.path), dtype)
+    layout.set_leaf(params, t.path, value, cfg)
+  if shardings is not None and not stream:
+    params = jax.tree.map(lambda v, s: place_on_devices(v, s, dtype), params, shardings)
   return cfg, params
 
 
-def _place(params: dict, path: tuple, value: np.ndarray, cfg: T5Config) -> None:
-  match = _LAYER.match(path[1]) if len(path) > 2 else None
-  if cfg.scan_layers and match:
-    node = params.setdefault(path[0], {}).setdefault("layers", {})
-    for key in path[2:-1]:
-      node = node.setdefault(key, {})
-    if path[-1] not in node:
-      n = cfg.num_layers if path[0] == "encoder" else cfg.decoder_layers
-      node[path[-1]] = np.empty((n,) + value.shape, value.dtype)
-    node[path[-1]][int(match.group(1))] = value
-    return
-  node = params
-  for key in path[:-1]:
-    node = node.setdefault(key, {})
-  node[path[-1]] = value
+def _read_t0jax(files, t: _Tensor, cfg: T5Config, head_factor: float, dtype=None) -> np.ndarray:
+  """One tensor of `files` in t0jax's layout (a view when no conversion is needed)."""
+  if dtype is not None and t.kind != "copy" and head_factor == 1.0 and hasattr(files, "get_rows"):
+    return _transposed_by_blocks(files, t, cfg, dtype)
+  value = _to_t0jax(t.kind, files.get(t.hf_name), cfg)
+  if t.path == ("decoder", "logits_dense", "kernel") and head_factor != 1.0:
+    value = value.astype(np.float32) * np.float32(head_factor)
+  return value if dtype is None else np.ascontiguousarray(value, dtype=dtype)
+
+
+_BLOCK_BYTES = 16 << 20
+
+
+def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray:
+  """A 2-D HF weight transposed into t0jax's layout, read a block of rows at a time.
+
+  Every kind but "copy" is a transpose followed by a free reshape; reading the source whole and
+  then transposing would hold the tensor twice, which at T0pp's 0.5 GB embedding-sized tensors
+  is what bounds a host's peak memory.
+  """
+  rows, cols = t.hf_shape
+  out = np.empty((cols, rows), dtype)
+  step = max(1, _BLOCK_BYTES // max(1, cols * out.itemsize))
+  for start in range(0, rows, step):
+    stop = min(rows, start + step)
+    out[:, start:stop] = files.get_rows(t.hf_name, start, stop).T
+  return out.reshape(_t0jax_shape(t, cfg))
+
+
+@dataclasses.dataclass(frozen=True)
+class Deferred:
+  """A parameter not read yet: its shape and dtype, and how to read it (`np.asarray(leaf)`)."""
+  shape: tuple
+  dtype: np.dtype
+  read: object  # () -> np.ndarray
+
+  def __array__(self, dtype=None, copy=None):
+    value = self.read()
+    return value if dtype is None else value.astype(dtype)
+
+
+# The format interface of t0jax/checkpoints/__init__.py.
+
+
+def detect(path) -> bool:
+  """An HF directory of safetensors: config.json beside model.safetensors or its index."""
+  path = epath.Path(path)
+  return (path / CONFIG_FILE).exists() and (
+      (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists())
+
+
+def read_config(path) -> T5Config:
+  """The T5Config of the directory's config.json (no tensor is read)."""
+  return config_from_hf(read_hf_config(path), str(epath.Path(path) / CONFIG_FILE))
+
+
+def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False,
+                lazy: bool = False):
+  """(T5Config, params) of an HF safetensors directory; the config comes from its config.json."""
+  del cfg
+  if lazy:  # `Deferred` leaves, for converters (see load_from_source)
+    return load_from_source(_TensorFiles(epath.Path(path)), read_config(path), dtype=dtype,
+                            lazy=True)
+  return load_hf_checkpoint(path, dtype=dtype, scan_layers=scan_layers, shardings=shardings)
+
+
+def place_on_devices(value: np.ndarray, sharding, dtype) -> jax.Array:
+  """`value` as a jax.Array in `sharding`; each device's slice is converted on its own."""
+  return jax.make_array_from_callback(
+      value.shape, sharding, lambda index: np.ascontiguousarray(value[index], dtype=dtype))
+
+
+def _sharding_at(shardings, path: tuple):
+  node = shardings
+  for key in path:
+    node = node[key]
+  return node
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,32 +442,11 @@ def _place(params: dict, path: tuple, value: np.ndarray, cfg: T5Config) -> None:
 
 
 def _lookup(params, path: tuple):
-  """A leaf by its unscanned path, reading scanned (`layers`, stacked) trees one layer at a time."""
-  match = _LAYER.match(path[1]) if len(path) > 2 else None
-  node, keys, index = params, path, None
-  if match and path[0] in params and "layers" in params[path[0]]:
-    node, keys, index = params[path[0]]["layers"], path[2:], int(match.group(1))
-  for key in keys:
-    if not isinstance(node, dict) or key not in node:
-      raise CheckpointError(f"params has no {'/'.join(path)}; they do not match the T5Config "
-                            "given to save_hf_checkpoint.")
-    node = node[key]
-  return node if index is None else node[index]
-
-
-def _leaf_paths(params, cfg: T5Config) -> Iterator[tuple]:
-  def walk(node, prefix):
-    if isinstance(node, dict):
-      for k, v in node.items():
-        yield from walk(v, prefix + (k,))
-    else:
-      yield prefix
-  for path in walk(params, ()):
-    if len(path) > 2 and path[1] == "layers":
-      n = cfg.num_layers if path[0] == "encoder" else cfg.decoder_layers
-      yield from ((path[0], f"layers_{i}") + path[2:] for i in range(n))
-    else:
-      yield path
+  try:
+    return layout.get_leaf(params, path)
+  except KeyError:
+    raise CheckpointError(f"params has no {'/'.join(path)}; they do not match the T5Config "
+                          "given to save_hf_checkpoint.") from None
 
 
 def _parse_size(size) -> int:
@@ -408,7 +493,7 @@ def save_hf_checkpoint(params, cfg: T5Config, directory, *, dtype=np.float32,
   hf_config = config_to_hf(cfg, dtype)
   entries = _tensors(cfg)
   exported = {t.path for t in entries}
-  extra = sorted("/".join(p) for p in set(_leaf_paths(params, cfg)) - exported)
+  extra = sorted("/".join(p) for p in set(layout.unscanned_paths(params, cfg)) - exported)
   if extra:
     raise CheckpointError(f"params hold {len(extra)} parameter(s) the T5Config does not describe, "
                           f"e.g. {extra[:3]}; pass the config the params were created with.")

@@ -2,36 +2,27 @@
 
 Orbax writes each step into a temporary directory and renames it when complete, so a crash or a
 kill never leaves a checkpoint that looks valid but is not; partial directories are cleaned up.
+
+As a format of t0jax/checkpoints/__init__.py (`detect`, `read_config`, `read_step`,
+`load_params`), a t0jax checkpoint is named by its MODEL_DIR, its `checkpoints/` folder (the
+latest step is read) or one step folder.
 """
-import dataclasses
 import json
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from t0jax.model.config import RUNTIME_FIELDS, T5Config, describe_diff, shape_diff
 
 log = logging.getLogger(__name__)
 
 
 class IncompatibleCheckpointError(ValueError):
   pass
-
-
-def config_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
-  keys = set(saved) | set(current)
-  return {k: (saved.get(k), current.get(k)) for k in sorted(keys) if saved.get(k) != current.get(k)}
-
-
-# Settings that may change between runs of the same model: they change numerics, not shapes.
-_RUNTIME_FIELDS = {"dropout_rate", "dtype", "remat_policy", "scan_layers"}
-
-
-def model_signature(cfg) -> dict:
-  d = dataclasses.asdict(cfg)
-  d["mlp_activations"] = list(d["mlp_activations"])
-  return {k: v for k, v in d.items() if k not in _RUNTIME_FIELDS}
 
 
 class Checkpointer:
@@ -67,9 +58,10 @@ class Checkpointer:
     """Restore onto the shardings in `abstract_state` (any mesh shape: Orbax reshards)."""
     data, config = self.read_meta(step)
     if expected_config is not None:
-      diff = config_diff(config.get("model", {}), expected_config.get("model", {}))
+      diff = shape_diff(T5Config.from_dict(config.get("model", {}), f"{self.directory}/{step}"),
+                        T5Config.from_dict(expected_config.get("model", {})))
       if diff:
-        details = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        details = describe_diff(diff)
         raise IncompatibleCheckpointError(
             f"Checkpoint {self.directory}/{step} holds a different model ({details}). Nothing was "
             "overwritten. Use the checkpoint's model config, or a new --model_dir.")
@@ -90,12 +82,6 @@ def abstract_with_shardings(shapes, shardings):
                       shapes, shardings)
 
 
-def is_checkpoint_dir(path: str) -> bool:
-  """A t0jax (Orbax) checkpoint: a step directory with a `state` item, or a run directory."""
-  return os.path.isdir(os.path.join(path, "state")) or os.path.isdir(
-      os.path.join(path, "checkpoints"))
-
-
 def write_json_atomic(path: str, obj) -> None:
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
@@ -108,38 +94,83 @@ def checkpoint_location(path: str):
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, "checkpoints")):
     path = os.path.join(path, "checkpoints")
-  if os.path.isdir(os.path.join(path, "state")):
+  if os.path.isdir(os.path.join(path, "state")) and os.path.basename(path).isdigit():
     return os.path.dirname(path), int(os.path.basename(path))
   if not os.path.isdir(path):
     raise FileNotFoundError(f"Checkpoint {path!r} does not exist.")
-  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  steps = sorted(int(d) for d in os.listdir(path)
+                 if d.isdigit() and os.path.isdir(os.path.join(path, d, "state")))
   if not steps:
     raise FileNotFoundError(f"No checkpoint steps in {path!r} (expected step directories "
                             "written by `t0jax train`).")
   return path, steps[-1]
 
 
-def load_params(path: str, shardings=None):
-  """(T5Config, params) of a t0jax checkpoint: a MODEL_DIR, its checkpoints dir, or a step dir.
+def detect(path) -> bool:
+  try:
+    checkpoint_location(str(path))
+  except (FileNotFoundError, ValueError, OSError):
+    return False
+  return True
 
-  Only the parameters are read (not the optimizer state). Without `shardings` they land on the
-  default device.
-  """
-  from t0jax.model import T5Config, init_params
-  ckpt_dir, step = checkpoint_location(path)
+
+def _read_run_config(path: str):
+  ckpt_dir, step = checkpoint_location(str(path))
   ckpt = Checkpointer(ckpt_dir, keep=None, async_save=False)
-  _, config = ckpt.read_meta(step)
-  full = dict(config["model_full"])
-  full["mlp_activations"] = tuple(full["mlp_activations"])
-  cfg = T5Config(**full)
-  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
-  if shardings is None:
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    shardings = jax.tree.map(lambda _: sharding, shapes)
-  restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item={"params": shapes},
-      restore_args={"params": jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s),
-                                           shardings)},
-      partial_restore=True)))
-  ckpt.close()
-  return cfg, restored["state"]["params"]
+  try:
+    _, config = ckpt.read_meta(step)
+  finally:
+    ckpt.close()
+  return config, step
+
+
+def read_config(path) -> T5Config:
+  """The model config the run saved beside its parameters (no array is read)."""
+  config, step = _read_run_config(path)
+  return T5Config.from_dict(config["model_full"], f"{path} (step {step})")
+
+
+def read_step(path) -> int:
+  return checkpoint_location(str(path))[1]
+
+
+def load_params(path, cfg: Optional[T5Config] = None, shardings=None, *,
+                scan_layers: Optional[bool] = None):
+  """(T5Config, params) of a t0jax checkpoint: only the parameters (not the optimizer state).
+
+  `cfg` supplies the settings that may differ from the run's (dtype, dropout, remat, layout);
+  `scan_layers` (default: `cfg`'s, else the run's) picks the layout, converted if the run saved
+  the other one. Parameters land in `shardings` (a tree for the returned config's layout), or on
+  the default device without.
+  """
+  from t0jax.model import init_params
+  from t0jax.model.layout import to_layout
+  saved = read_config(path)
+  # The run's shapes; the caller's numerics and layout.
+  cfg = saved if cfg is None else saved.replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
+  scanned = cfg.scan_layers if scan_layers is None else scan_layers
+  cfg = cfg.replace(scan_layers=scanned)
+  same_layout = saved.scan_layers == scanned
+  shapes = jax.eval_shape(lambda: init_params(saved, jax.random.key(0)))
+  if shardings is None or not same_layout:  # restored on one device, then laid out and placed
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    restore_shardings = jax.tree.map(lambda _: device, shapes)
+  else:
+    restore_shardings = shardings
+  ckpt_dir, step = checkpoint_location(str(path))
+  ckpt = Checkpointer(ckpt_dir, keep=None, async_save=False)
+  try:
+    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item={"params": shapes},
+        restore_args={"params": jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s),
+                                             restore_shardings)},
+        partial_restore=True)))
+  finally:
+    ckpt.close()
+  params = restored["state"]["params"]
+  if not same_layout:
+    params = to_layout(jax.tree.map(np.asarray, params), cfg, scanned)
+    if shardings is not None:
+      params = jax.tree.map(lambda x, s: jax.make_array_from_callback(
+          x.shape, s, lambda index: x[index]), params, shardings)
+  return cfg, params

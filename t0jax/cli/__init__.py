@@ -13,7 +13,9 @@ COMMANDS = {
     "tasks": ("t0jax.cli.tasks", "list mixtures and tasks, show processed examples"),
     "train": ("t0jax.cli.train", "fine-tune on a SeqIO mixture, configured by gin files"),
     "eval": ("t0jax.cli.eval", "zero-shot evaluation by rank classification"),
+    "infer": ("t0jax.cli.infer", "T5X's infer: predictions or scores of a SeqIO task, as jsonl"),
     "plan": ("t0jax.cli.plan", "plan memory and step time of a run on a topology"),
+    "convert": ("t0jax.cli.convert", "convert a checkpoint to Hugging Face or t0jax format"),
 }
 
 

@@ -6,14 +6,14 @@
 Exit status: 0 when the run fits, 1 when it does not (with settings that would), 2 on bad input.
 The model behind the numbers is `t0jax.train.planning`.
 """
-import argparse
 import dataclasses
 import functools
 import inspect
 import json
 import sys
 
-from t0jax.cli import gin_flags as gin_utils
+from t0jax.cli import common
+from t0jax.cli import gin_flags as gin_flags_lib
 from t0jax.train import planning
 from t0jax.model.config import REMAT_POLICIES
 
@@ -22,13 +22,13 @@ _PART_LABELS = {"params": "parameters (float32)", "optimizer": "optimizer state"
                 "batch": "input batch"}
 
 
-def settings_from_gin(gin_files, gin_flags) -> planning.RunSettings:
+def settings_from_gin(gin_files, gin_flags, flag_labels=None) -> planning.RunSettings:
   """The `train(...)` arguments the gin files give, with the trainer's defaults for the rest."""
   import gin
   from t0jax.train import trainer
   gin.clear_config()
   try:
-    gin_utils.parse(gin_files, gin_flags, finalize=False)
+    gin_flags_lib.parse(gin_files, gin_flags, finalize=False, flag_labels=flag_labels)
     bound = gin.get_bindings("t0jax.train", resolve_references=True)
     defaults = {k: p.default for k, p in inspect.signature(trainer.train).parameters.items()}
     args = {**defaults, **bound}
@@ -140,43 +140,44 @@ def as_json(p: planning.Plan) -> dict:
           "run_hours": p.run_hours if s.train_steps else None}
 
 
-def main(argv=None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  gin_files, gin_flags, rest = gin_utils.split_gin_args(argv)
-  parser = argparse.ArgumentParser(
-      prog="t0jax plan", description="Per-device memory, FLOPs and step time of a gin-configured "
-      "training run on a TPU slice or GPU cluster. Flags: --gin_file=FILE (repeatable), "
-      "--gin.NAME=VALUE (repeatable).")
-  parser.add_argument("--topology", required=True,
-                      help=f"e.g. {planning.EXAMPLES}. TPU v2/v3/v4/v5p names count "
-                      "TensorCores, v5e/v6e names count chips")
-  parser.add_argument("--mfu", type=float, default=0.35,
-                      help="share of peak FLOP/s the step's executed FLOPs reach (default 0.35;"
-                      " published T5 runs reach 0.25-0.37 MFU); rematerialised FLOPs count, so "
-                      "recomputation lengthens the step")
-  parser.add_argument("--margin", type=float, default=0.1,
-                      help="fraction of device memory kept free for XLA's temporaries "
-                      "(default 0.1)")
-  parser.add_argument("--remat_policy", choices=REMAT_POLICIES,
-                      help="override T5Config.remat_policy")
-  parser.add_argument("--json", action="store_true", help="print one JSON object")
-  args = parser.parse_args(rest)
-  if not gin_files:
-    parser.error("--gin_file is required (e.g. --gin_file=gin/experiments/t0_3b.gin)")
-  try:
-    topology = planning.parse_topology(args.topology)
-    settings = settings_from_gin(gin_files, gin_flags)
-    p = planning.plan(settings, topology, args.mfu, args.margin, args.remat_policy)
-    alts = [] if p.fits else planning.alternatives(settings, topology, args.mfu, args.margin,
-                                                   args.remat_policy)
-  except (planning.PlanError, gin_utils.GinConfigError) as e:
-    print(f"t0jax plan: {e}", file=sys.stderr)
-    return 2
+def _parser():
+  p = common.parser(
+      "plan", "Per-device memory, FLOPs and step time of a gin-configured training run on a TPU "
+      "slice or GPU cluster.", gin=True, verbose=False)
+  p.add_argument("--topology", required=True,
+                 help=f"e.g. {planning.EXAMPLES}. TPU v2/v3/v4/v5p names count TensorCores, "
+                 "v5e/v6e names count chips")
+  p.add_argument("--mfu", type=float, default=0.35,
+                 help="share of peak FLOP/s the step's executed FLOPs reach (default 0.35; "
+                 "published T5 runs reach 0.25-0.37 MFU); rematerialised FLOPs count, so "
+                 "recomputation lengthens the step")
+  p.add_argument("--margin", type=float, default=0.1,
+                 help="fraction of device memory kept free for XLA's temporaries (default 0.1)")
+  p.add_argument("--remat_policy", choices=REMAT_POLICIES, help="override T5Config.remat_policy")
+  p.add_argument("--json", action="store_true", help="print one JSON object")
+  return p
+
+
+def _body(ctx) -> int:
+  args = ctx.args
+  if not ctx.gin_files:
+    raise common.UsageError("--gin_file is required (e.g. --gin_file=gin/experiments/t0_3b.gin).")
+  topology = planning.parse_topology(args.topology)
+  settings = settings_from_gin(ctx.gin_files, [f for _, f in ctx.gin_flags],
+                               [label for label, _ in ctx.gin_flags])
+  p = planning.plan(settings, topology, args.mfu, args.margin, args.remat_policy)
+  alts = [] if p.fits else planning.alternatives(settings, topology, args.mfu, args.margin,
+                                                 args.remat_policy)
   if args.json:
     print(json.dumps({**as_json(p), "alternatives": [as_json(a) for a in alts]}, indent=2))
   else:
-    print(report(p, gin_files, alts))
+    print(report(p, ctx.gin_files, alts))
   return 0 if p.fits else 1
+
+
+def main(argv=None) -> int:
+  """Exit 0 when the run fits, 1 when it does not (with settings that would), 2 on bad input."""
+  return common.run("plan", argv, _parser, _body, gin=True, bad_input=(planning.PlanError,))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-_PROG = "t0jax predict"
+from t0jax.cli import common
+
 _SEPARATOR = "|||"
 _RESERVED = ("scores", "prediction", "output")
 
@@ -26,11 +27,12 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog=_PROG, description="Score answer choices by summed log-likelihood (choice tokens + "
+  p = common.parser(
+      "predict", verbose=False, description="Score answer choices by summed log-likelihood (choice tokens + "
       "EOS, input without EOS), best first; or generate greedily when no choices are given.")
-  p.add_argument("--checkpoint", required=True, metavar="DIR",
-                 help="a Hugging Face T5 checkpoint directory (config.json + *.safetensors)")
+  p.add_argument("--checkpoint", required=True, metavar="PATH",
+                 help="a Hugging Face T5 directory, or a t0jax checkpoint (MODEL_DIR, its "
+                      "checkpoints/ folder, or one step folder)")
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--input", metavar="TEXT", help="one input text")
   src.add_argument("--input_file", metavar="F.jsonl",
@@ -107,43 +109,22 @@ def _read_examples(args) -> list:
   return examples
 
 
-def load_checkpoint(directory):
-  """(T5Config, params) from a checkpoint directory, whatever its format."""
-  from t0jax.checkpoints import hf
-  path = Path(directory)
-  if not path.is_dir():
-    raise UsageError(f"--checkpoint {path} does not exist (or is not a directory).")
-  # One branch per format, detected by its marker file; t0jax's own (Orbax) training
-  # checkpoints become one more branch here.
-  if (path / hf.CONFIG_FILE).exists():
-    return hf.load_hf_checkpoint(path)
-  from t0jax.checkpoints import orbax as checkpointing
-  if checkpointing.is_checkpoint_dir(str(path)) or any(
-      checkpointing.is_checkpoint_dir(str(p)) for p in path.iterdir() if p.name.isdigit()):
-    return checkpointing.load_params(str(path))
-  raise UsageError(f"--checkpoint {path}: not a checkpoint t0jax can read; expected a Hugging Face "
-                   f"T5 directory ({hf.CONFIG_FILE} + {hf.WEIGHTS_FILE}) or a t0jax training "
-                   "checkpoint (a MODEL_DIR, its checkpoints/ folder, or one step folder).")
+def _score(model, params, examples, inputs, vocab, batch_size: int) -> list:
+  """Summed choice log-probabilities per example, by the evaluator's scorer."""
+  from t0jax.evaluate.scorer import ChoiceScorer, check_examples
+  choices = [[vocab.encode(c) + [vocab.eos_id] for c in e.choices] for e in examples]
+  try:
+    check_examples(inputs, choices, model.config.vocab_size)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  return ChoiceScorer(model, params, batch_size=batch_size).score(inputs, choices)[0]
 
 
 def _generate(model, params, vocab, inputs: list, batch_size: int, max_length: int) -> list:
-  """Greedy generation for token lists, batched by length; decoded texts in input order."""
-  import numpy as np
-  from t0jax.model.decoding import greedy_decode
-  from t0jax.evaluate.scoring_legacy import bucket_length
-  outputs = [None] * len(inputs)
-  order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-  for start in range(0, len(order), batch_size):
-    batch = order[start:start + batch_size]
-    rows = min(bucket_length(len(batch), 1), batch_size)
-    enc = np.zeros((rows, bucket_length(max(len(inputs[i]) for i in batch))), np.int32)
-    for r, i in enumerate(batch):
-      enc[r, :len(inputs[i])] = inputs[i]
-    out = np.asarray(greedy_decode(model, params, enc, max_decode_length=max_length,
-                                   eos_id=vocab.eos_id))
-    for r, i in enumerate(batch):
-      outputs[i] = vocab.decode(out[r])
-  return outputs
+  """Greedy generation by the evaluator's generator; decoded texts in input order."""
+  from t0jax.evaluate.generate import Generator
+  outputs = Generator(model, params, batch_size=batch_size).generate(inputs, max_length)
+  return [vocab.decode(tokens) for tokens in outputs]
 
 
 def _run(args) -> None:
@@ -152,31 +133,28 @@ def _run(args) -> None:
   if args.max_decode_length < 1:
     raise UsageError(f"--max_decode_length must be at least 1, got {args.max_decode_length}.")
   examples = _read_examples(args)
-  from t0jax.data.spm import find_vocabulary
+  from t0jax import checkpoints
+  from t0jax.data.vocab import find_vocabulary
+  info = checkpoints.read_config(args.checkpoint)  # a bad path fails before anything is read
   vocab = find_vocabulary(args.checkpoint, args.vocab)
   inputs = [vocab.encode(e.input) for e in examples]
   empty = [i for i, tokens in enumerate(inputs) if not tokens]
   if empty:
     raise UsageError(f"Example {empty[0] + 1}: the input encodes to no tokens; give some text.")
-  cfg, params = load_checkpoint(args.checkpoint)
-  if vocab.piece_count > cfg.vocab_size:
+  if vocab.piece_count > info.cfg.vocab_size:
     raise UsageError(f"Vocabulary {vocab.path} has {vocab.piece_count} pieces but the checkpoint's "
-                     f"embedding has {cfg.vocab_size} rows; use the vocabulary the checkpoint was "
-                     "trained with.")
+                     f"embedding has {info.cfg.vocab_size} rows; use the vocabulary the checkpoint "
+                     "was trained with.")
+  cfg, params, _ = checkpoints.load(args.checkpoint, dtype=args.dtype, info=info)
 
-  import jax
-  from t0jax.model import Transformer
-  from t0jax.evaluate.scoring_legacy import score_choices
-  cfg = cfg.replace(dtype=args.dtype)
-  model = Transformer(cfg)
-  params = jax.device_put(params)  # once, not a host-to-device copy per batch
+  from t0jax.model import EncoderDecoderModel
+  model = EncoderDecoderModel.from_config(cfg)
   ranked = [i for i, e in enumerate(examples) if e.choices is not None]
   generate = [i for i, e in enumerate(examples) if e.choices is None]
   results = {}
   if ranked:
-    choices = [[vocab.encode(c) + [vocab.eos_id] for c in examples[i].choices] for i in ranked]
-    scores = score_choices(model, params, cfg, [inputs[i] for i in ranked], choices,
-                           batch_size=args.batch_size)
+    scores = _score(model, params, [examples[i] for i in ranked], [inputs[i] for i in ranked],
+                    vocab, args.batch_size)
     results.update(zip(ranked, scores))
   if generate:
     texts = _generate(model, params, vocab, [inputs[i] for i in generate], args.batch_size,
@@ -205,23 +183,12 @@ def _print(example: Example, result, as_json: bool) -> None:
     print(f"{rank:>3}. {result[j]:12.4f}  {example.choices[j]}", flush=True)
 
 
-def main(argv) -> int:
-  try:
-    args = _parser().parse_args(argv)
-  except SystemExit as exit_:  # argparse exits on --help (0) and on bad usage (2)
-    return int(exit_.code or 0)
+def main(argv=None) -> int:
   from t0jax.checkpoints.hf import CheckpointError
-  from t0jax.data.spm import VocabularyError
-  try:
-    _run(args)
-  except (UsageError, CheckpointError, VocabularyError) as error:
-    print(f"{_PROG}: error: {error}", file=sys.stderr)
-    return 2
-  except BrokenPipeError:  # the reader (e.g. `| head`) stopped early: not an error of ours
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-  return 0
+  from t0jax.data.vocab import VocabularyError
+  return common.run("predict", argv, _parser, lambda ctx: _run(ctx.args),
+                    bad_input=(UsageError, CheckpointError, VocabularyError))
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))
+  sys.exit(main())

@@ -11,16 +11,16 @@ import json
 import os
 import sys
 
+from t0jax.cli import common
 from t0jax.prompts.errors import TemplateError
 from t0jax.prompts.render import apply_or_skip
 from t0jax.prompts.templates import load_templates
 
-_PROG = "t0jax prompts"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
+    parser = common.parser(
+        "prompts", verbose=False,
         description="Apply promptsource-format templates to one example and print one JSON line "
                     "per template: name, input, target, choices, original_task, applies (and "
                     "reason when it does not apply; dataset and subset for a directory).")
@@ -58,7 +58,8 @@ def _read_example(source: str) -> dict:
 
 
 def _line(template, example: dict) -> dict:
-    rendered, reason = apply_or_skip(template, example)
+    # A preview shows unlabeled examples too (input, empty target), as promptsource does.
+    rendered, reason = apply_or_skip(template, example, require_target=False)
     line = {"name": template.name, "input": None, "target": None, "choices": None,
             "original_task": template.metadata.original_task, "applies": rendered is not None}
     if rendered is None:
@@ -95,21 +96,35 @@ def _run(args: argparse.Namespace) -> None:
         print(json.dumps(line, ensure_ascii=False), flush=True)
 
 
-def main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help (0) and on bad usage (2)
-        return int(exit_.code or 0)
-    try:
-        _run(args)
-    except (TemplateError, _UsageError) as error:
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader (e.g. `| head`) stopped early: not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+def _fetch_parser() -> argparse.ArgumentParser:
+    from t0jax.prompts import fetch
+    parser = common.parser(
+        "prompts fetch", "Download promptsource's template tree (T0's prompts) from its source "
+        "archive with pip, and print the T0JAX_PROMPTSOURCE line that makes t0jax use it.",
+        verbose=False)
+    parser.add_argument("--version", default=fetch.DEFAULT_VERSION,
+                        help=f"promptsource release (default {fetch.DEFAULT_VERSION}, T0's)")
+    parser.add_argument("--dir", help="where the templates go (default: "
+                                      "~/.cache/t0jax/promptsource-VERSION/templates)")
+    return parser
+
+
+def _fetch(args) -> None:
+    import shlex
+    from t0jax.prompts import fetch
+    path = fetch.fetch(args.version, args.dir)
+    print(f"export T0JAX_PROMPTSOURCE={shlex.quote(path)}")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch"]:
+        from t0jax.prompts.fetch import FetchError
+        return common.run("prompts fetch", argv[1:], _fetch_parser, lambda ctx: _fetch(ctx.args),
+                          failed=(FetchError, OSError))
+    return common.run("prompts", argv, _parser, lambda ctx: _run(ctx.args),
+                      bad_input=(TemplateError, _UsageError))
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

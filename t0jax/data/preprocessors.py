@@ -5,7 +5,7 @@ depend on), so the choice tokenization and the accuracy metric are written here.
 """
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
+from t0jax.data import accuracy
 from t0jax.data.tf_setup import import_tensorflow
 
 import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
@@ -53,14 +53,21 @@ def load_vocabularies(dataset: tf.data.Dataset,
     return dataset
 
 
+def _cacheable() -> list:
+    # t-zero's order (tokenize, append EOS, cache placeholder), so a SeqIO cache written from a
+    # catalogue task holds what P3's caches hold; lengths apply after the cache (caches.py).
+    return [load_vocabularies, seqio.preprocessors.tokenize, seqio.preprocessors.append_eos,
+            seqio.CacheDatasetPlaceholder(required=False)]
+
+
 def train_preprocessors() -> list:
-    return [load_vocabularies, seqio.preprocessors.tokenize,
-            seqio.preprocessors.append_eos_after_trim]
+    from t0jax.data.caches import trim_keeping_eos
+    return _cacheable() + [trim_keeping_eos]
 
 
 def score_eval_preprocessors() -> list:
-    return [load_vocabularies, seqio.preprocessors.tokenize, tokenize_choices,
-            seqio.preprocessors.append_eos_after_trim]
+    from t0jax.data.caches import trim_keeping_eos
+    return _cacheable() + [tokenize_choices, trim_keeping_eos]
 
 
 def answer_index_postprocessor(output, example=None, is_target=False):
@@ -73,14 +80,7 @@ def answer_index_postprocessor(output, example=None, is_target=False):
 
 def rank_classification_accuracy(targets: Sequence[int], predictions: Sequence[int]) -> dict:
     """Percentage of examples whose highest-scoring choice is the gold one, as `t0jax eval`
-    reports it: an example whose gold answer is not among its choices (`answer_idx` -1) is left
-    out of the accuracy and counted in `num_target_not_in_choices`."""
-    targets, predictions = np.asarray(targets), np.asarray(predictions)
-    if targets.shape != predictions.shape:
-        raise ValueError(f"{targets.shape[0]} targets but {predictions.shape[0]} predictions")
-    gold = targets >= 0
-    missing = int(np.sum(~gold))
-    if not gold.any():
-        return {"accuracy": float("nan"), "num_target_not_in_choices": missing}
-    return {"accuracy": 100.0 * float(np.mean(targets[gold] == predictions[gold])),
-            "num_target_not_in_choices": missing}
+    reports it (t0jax/data/accuracy.py): an example whose gold answer is not among its choices
+    (`answer_idx` -1) is left out of the accuracy and counted in `num_target_not_in_choices`."""
+    return {"accuracy": accuracy.rank_accuracy(targets, predictions),
+            "num_target_not_in_choices": accuracy.num_not_in_choices(targets)}

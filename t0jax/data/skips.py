@@ -12,7 +12,8 @@ log = logging.getLogger("t0jax.data")
 
 # Events that point at a problem in a template or the data (a warning); anything else is the
 # template choosing not to apply, as promptsource conditionals do (logged at info level).
-_WARN_PREFIXES = ("missing_field:", "target_not_in_choices", "no_answer_choices", "template_error:")
+_WARN_PREFIXES = ("missing_field:", "target_not_in_choices", "no_answer_choices", "template_error:",
+                  "extra_separator")
 
 _lock = threading.Lock()
 _counts: "dict[str, collections.Counter]" = collections.defaultdict(collections.Counter)
@@ -28,8 +29,10 @@ def count(task: str, template_name: str, event: str, n: int = 1) -> None:
 
 def skip_counts() -> dict:
     """{task name: {event: count}}; events are `missing_field:<field>`, `empty` (the template
-    rendered nothing), `no_answer_choices`, `template_error:<type>` and `target_not_in_choices`
-    (counted, not skipped: score-eval examples keep it with `answer_idx` -1)."""
+    rendered nothing), `unlabeled` (an input without a target, e.g. a test split's label -1:
+    training cannot use it), `extra_separator` (more than two `|||` parts, dropped as t-zero
+    did), `no_answer_choices`, `template_error:<type>` and `target_not_in_choices` (counted, not
+    skipped: score-eval examples keep it with `answer_idx` -1)."""
     with _lock:
         return {task: dict(c) for task, c in _counts.items() if c}
 
@@ -70,6 +73,10 @@ def _describe(counts: dict) -> str:
             parts.append(f"{n} skipped for lacking field {event.split(':', 1)[1]!r}")
         elif event == "target_not_in_choices":
             parts.append(f"{n} whose target is not among the answer choices")
+        elif event == "unlabeled":
+            parts.append(f"{n} skipped for having no target (unlabeled)")
+        elif event == "extra_separator":
+            parts.append(f"{n} skipped for rendering more than two '|||' parts")
         else:
             parts.append(f"{n} skipped ({event})")
     return "; ".join(parts) or "nothing skipped"

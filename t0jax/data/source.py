@@ -53,15 +53,18 @@ def load_template(prompt: PromptRef):
     return templates[prompt.template_id]
 
 
-def render_examples(task_name: str, template, rows, score_eval: bool):
+def render_examples(task_name: str, template, rows, score_eval: bool, aliases=None):
     """Rendered examples (dicts of Python values) from `(idx, raw example)` pairs, counting every
-    example the prompt cannot use (see `skips`) instead of failing on it."""
+    example the prompt cannot use (see `skips`) instead of failing on it. Training skips
+    unlabeled examples; score-eval keeps them (answer_idx -1), as predictions need them.
+    `aliases` maps field names the templates use to the data's (catalogue `field_aliases`)."""
     from t0jax.prompts import TemplateError, apply_or_skip
     read = emitted = 0
     for idx, example in rows:
         read += 1
         try:
-            rendered, reason = apply_or_skip(template, example)
+            rendered, reason = apply_or_skip(template, example, require_target=not score_eval,
+                                             aliases=aliases)
         except TemplateError as e:
             rendered, reason = None, f"template_error:{type(e).__name__}"
         if rendered is None:
@@ -95,8 +98,9 @@ class PromptedDataSource(seqio.DataSource):
 
     def __init__(self, *, task_name: str, spec: readers.SourceSpec, prompt: PromptRef,
                  split_map: Mapping[str, str], num_examples: Mapping[str, int],
-                 score_eval: bool = False):
+                 score_eval: bool = False, field_aliases: Optional[Mapping[str, str]] = None):
         self.task_name = task_name
+        self.field_aliases = dict(field_aliases or {})
         self.spec = spec
         self.prompt = prompt
         self.split_map = dict(split_map)
@@ -131,7 +135,8 @@ class PromptedDataSource(seqio.DataSource):
         # Score-eval keeps file order: `idx` must identify the example across runs and hosts.
         shuffle = shuffle and not self.score_eval
         rows = reader.iterate(index, count, shuffle=shuffle, seed=seed)
-        return render_examples(self.task_name, template, rows, self.score_eval)
+        return render_examples(self.task_name, template, rows, self.score_eval,
+                               self.field_aliases)
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                     shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,

@@ -7,6 +7,13 @@ tasks (t0jax/data/preprocessors.py); a user's own SeqIO task needs only `inputs`
 and optionally `answer_idx` (else the gold choice is the one equal to `targets`), `idx`,
 `inputs_pretokenized` and `choices_pretokenized`.
 
+T5-style rank-classification tasks hold one row per answer choice instead: `idx` = [example,
+choice], `is_correct`, the choice as `targets` (t5's `rank_classification` preprocessor, t-zero's
+and P3's `_score_eval` tasks). Their rows are grouped back into one example per `idx[0]` (every
+host reads all rows and keeps every n-th example, so no example is split between hosts) and
+scored like any choice-carrying example. A task with neither choices nor targets, or without
+`inputs`, cannot be scored: EvalDataError names it.
+
 Reading goes through tf.data once per (task, split, lengths, shard, max_examples, vocabulary);
 later evaluations (a trainer evaluating every few thousand steps) reuse the cached lists.
 """
@@ -17,7 +24,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-EOS_ID = 1
+from t0jax.data.vocab import EOS_ID
 _cache: Dict[tuple, "TaskData"] = {}
 
 
@@ -37,6 +44,7 @@ class TaskData:
   choices: List[List[List[int]]] = dataclasses.field(default_factory=list)
   choice_texts: List[List[str]] = dataclasses.field(default_factory=list)
   answer_idx: List[int] = dataclasses.field(default_factory=list)
+  from_rows: bool = False  # grouped from T5-style rows (one per choice)
 
   def __len__(self) -> int:
     return len(self.inputs)
@@ -75,12 +83,14 @@ def _rows(value) -> List[List[int]]:
   return [[int(t) for t in np.asarray(r).reshape(-1)] for r in value]
 
 
-def _dataset(task, split, lengths, max_examples, host, hosts):
+def _dataset(task, split, lengths, max_examples, host, hosts, use_cached=False, whole=False):
   from t0jax.data.tf_setup import import_tensorflow
   import_tensorflow()
   import seqio
   kw = dict(sequence_length=dict(lengths) if lengths else None, split=split, shuffle=False,
-            num_epochs=1, use_cached=False)
+            num_epochs=1, use_cached=use_cached)
+  if whole:  # every host reads every row (T5-style rows are shared out per example later)
+    return task.get_dataset(**kw), None
   source = task.source
   shardable = getattr(source, "supports_arbitrary_sharding", False)
   if hosts > 1 and max_examples is None and shardable:
@@ -94,14 +104,17 @@ def _dataset(task, split, lengths, max_examples, host, hosts):
 
 
 def load_task(task, *, split: str = "validation", task_feature_lengths: Optional[Mapping] = None,
-              max_examples: Optional[int] = None, host: int = 0, hosts: int = 1) -> TaskData:
+              max_examples: Optional[int] = None, host: int = 0, hosts: int = 1,
+              use_cached: bool = False) -> TaskData:
   """This host's examples of `task` (cached). Raises EvalDataError naming the task and the
   example for an input without tokens or a choice-carrying example without choices."""
   vocabulary = task.output_features["targets"].vocabulary
   key = (task.name, split, tuple(sorted((task_feature_lengths or {}).items())), max_examples,
-         host, hosts, str(getattr(vocabulary, "sentencepiece_model_file", id(vocabulary))))
+         host, hosts, str(getattr(vocabulary, "sentencepiece_model_file", id(vocabulary))),
+         use_cached, repr(task.source))  # a P3 task and the catalogue's share their name
   if key not in _cache:
-    _cache[key] = _read(task, split, task_feature_lengths, max_examples, host, hosts, vocabulary)
+    _cache[key] = _read(task, split, task_feature_lengths, max_examples, host, hosts, vocabulary,
+                        use_cached)
   return _cache[key]
 
 
@@ -109,13 +122,44 @@ def clear_cache() -> None:
   _cache.clear()
 
 
-def _read(task, split, lengths, max_examples, host, hosts, vocabulary) -> TaskData:
+def task_kind(task_name: str, spec: Mapping) -> str:
+  """"rows" (T5-style, one row per choice), "rank" (choices per example) or "generate", from a
+  task's features; EvalDataError for a task that none of them can score."""
+  have = ", ".join(sorted(spec)) or "none"
+  if "inputs" not in spec:
+    raise EvalDataError(f"task {task_name}: its examples have no 'inputs' feature (features: "
+                        f"{have}), so it cannot be evaluated. Give the task an `inputs` feature.")
+  if "is_correct" in spec:
+    idx = spec.get("idx")
+    if idx is None or idx.shape.rank != 1 or idx.shape[0] not in (None, 2) or \
+        "targets" not in spec:
+      raise EvalDataError(
+          f"task {task_name}: it has `is_correct` (one row per answer choice, as t5's "
+          "rank_classification makes) but not `idx` as [example, choice] and the choice as "
+          f"`targets` (features: {have}); it cannot be scored. Give each row both.")
+    return "rows"
+  if "choices" in spec or "answer_choices" in spec:
+    return "rank"
+  if "targets" not in spec:
+    raise EvalDataError(f"task {task_name}: its examples have neither answer choices nor "
+                        f"`targets` (features: {have}); it can be neither ranked nor generated.")
+  return "generate"
+
+
+def _read(task, split, lengths, max_examples, host, hosts, vocabulary,
+          use_cached=False) -> TaskData:
   try:
-    ds, stride = _dataset(task, split, lengths, max_examples, host, hosts)
+    ds, stride = _dataset(task, split, lengths, max_examples, host, hosts, use_cached)
+    kind = task_kind(task.name, ds.element_spec)
+    if kind == "rows":
+      ds, _ = _dataset(task, split, lengths, None, host, hosts, use_cached, whole=True)
+      return _read_rows(task, ds, max_examples, host, hosts, vocabulary)
   except ValueError as e:
+    if isinstance(e, EvalDataError):
+      raise
     raise EvalDataError(f"task {task.name}: cannot read split {split!r} ({e}).") from e
-  rank = "choices" in ds.element_spec or "answer_choices" in ds.element_spec
-  data = TaskData(task.name, "rank" if rank else "generate", [], [], [], [], [])
+  rank = kind == "rank"
+  data = TaskData(task.name, kind, [], [], [], [], [])
   for position, ex in enumerate(ds.as_numpy_iterator()):
     global_position = position * stride + host if stride else position
     idx = int(ex["idx"]) if "idx" in ex else global_position
@@ -164,6 +208,51 @@ def _add_choices(data: TaskData, ex: dict, vocabulary, where: str, target: str) 
   data.choices.append(choices)
   data.choice_texts.append(texts)
   data.answer_idx.append(gold)
+
+
+def _row_groups(ds, max_examples: Optional[int]):
+  """[(example id, [rows in choice order])] in first-seen order, at most `max_examples`."""
+  groups: Dict[int, list] = {}
+  for row in ds.as_numpy_iterator():
+    example, choice = (int(i) for i in np.asarray(row["idx"]).reshape(-1)[:2])
+    if example not in groups:
+      if max_examples is not None and len(groups) == max_examples:
+        break
+      groups[example] = []
+    groups[example].append((choice, row))
+  return [(k, [r for _, r in sorted(rows, key=lambda cr: cr[0])]) for k, rows in groups.items()]
+
+
+def _read_rows(task, ds, max_examples, host, hosts, vocabulary) -> TaskData:
+  """T5-style rows grouped per example: the input once, each row's `targets` a choice, the row
+  with `is_correct` the gold one (-1 when none is)."""
+  data = TaskData(task.name, "rank", [], [], [], [], [], from_rows=True)
+  for position, (example, rows) in enumerate(_row_groups(ds, max_examples)):
+    if position % hosts != host:
+      continue
+    where = f"task {task.name}, example idx {example}"
+    inputs = [int(t) for t in rows[0]["inputs"]]
+    if any(not np.array_equal(r["inputs"], rows[0]["inputs"]) for r in rows[1:]):
+      raise EvalDataError(f"{where}: its rows (one per answer choice) have different inputs; "
+                          "rows sharing idx[0] must be the same example.")
+    text = _text(rows[0]["inputs_pretokenized"]) if "inputs_pretokenized" in rows[0] else \
+        vocabulary.decode(inputs)
+    if not inputs:
+      raise EvalDataError(f"{where}: the input has no tokens (input text {text!r}).")
+    choices = [[int(t) for t in r["targets"]] for r in rows]
+    choices = [c if c and c[-1] == EOS_ID else c + [EOS_ID] for c in choices]
+    texts = [_text(r["targets_pretokenized"]).strip() if "targets_pretokenized" in r
+             else vocabulary.decode(c) for r, c in zip(rows, choices)]
+    gold = next((j for j, r in enumerate(rows) if bool(r["is_correct"])), -1)
+    data.keys.append((example, host, position))
+    data.inputs.append(inputs)
+    data.input_texts.append(text)
+    data.target_texts.append(texts[gold] if gold >= 0 else "")
+    data.examples.append({"idx": example, "answer_idx": gold})
+    data.choices.append(choices)
+    data.choice_texts.append(texts)
+    data.answer_idx.append(gold)
+  return data
 
 
 def check_token_ids(data: TaskData, model_vocab_size: int) -> None:

@@ -25,18 +25,13 @@ from t0jax.evaluate.scorer import ChoiceScorer
 EvalDataError = eval_data.EvalDataError
 
 
-def _catalog():
-  import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
-  return catalog
-
-
 def resolve_tasks(name: str, all_prompts: bool = False) -> list:
   """The tasks of a mixture (or the task itself), sorted by name. With `all_prompts`, each
   catalogue dataset's non-original-task score-eval prompts on the same eval split are added."""
   from t0jax.data.tf_setup import import_tensorflow
   import_tensorflow()
   import seqio
-  catalog = _catalog()
+  import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
   found = catalog.get_task_or_mixture(name)
   tasks = {t.name: t for t in (found.tasks if isinstance(found, seqio.Mixture) else [found])}
   if all_prompts:
@@ -45,12 +40,15 @@ def resolve_tasks(name: str, all_prompts: bool = False) -> list:
     for info in catalog.all_task_infos():
       if (info.score_eval and (info.dataset.key, info.eval_split, info.split_suffix) in wanted
           and info.name not in tasks):
-        tasks[info.name] = seqio.get_mixture_or_task(info.name)
+        try:  # through the catalogue, so a P3 dir (when set) supplies these prompts too
+          tasks[info.name] = catalog.get_task_or_mixture(info.name)
+        except FileNotFoundError:  # a prompt P3 does not hold: extras are optional
+          continue
   return [tasks[n] for n in sorted(tasks)]
 
 
 def _info(task_name: str):
-  catalog = _catalog()
+  import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
   try:
     return catalog.task_info(task_name)
   except KeyError:
@@ -112,7 +110,8 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
              calibration_input: str = "N/A", all_prompts: bool = False,
              per_example: bool = False, partitioner=None, pack_choices: bool = True,
              max_decode_length: int = 64, num_beams: int = 1,
-             length_penalty: float = 0.6, buckets_per_octave: int = 4) -> dict:
+             length_penalty: float = 0.6, buckets_per_octave: int = 4,
+             use_cached: bool = False) -> dict:
   """Evaluate `params` on every task of `mixture_or_task_name`; returns the results dict that
   `t0jax eval` writes as results.json (see docs/evaluation.md). Cheap to call repeatedly: task
   inputs and compiled programs are cached. With a partitioner on several hosts, every host calls
@@ -124,11 +123,18 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   tasks = resolve_tasks(mixture_or_task_name, all_prompts)
   for task in tasks:
     eval_data.check_vocabulary(task, cfg.vocab_size)
+  if use_cached:  # every cached task has a cache that fits it, before anything is read
+    from t0jax.data import caches
+    try:
+      caches.check_cached_tasks(tasks, split)
+    except caches.CacheError as e:
+      raise EvalDataError(str(e)) from e
   data_slice, num_slices = hosts.data_slice(partitioner)
   datas, error = [], None
   try:  # an example only one host reads may be bad: every host must learn of it and stop
     for task in tasks:
       datas.append(eval_data.load_task(task, split=split, max_examples=max_examples,
+                                       use_cached=use_cached,
                                        task_feature_lengths=task_feature_lengths,
                                        host=data_slice, hosts=num_slices))
       eval_data.check_token_ids(datas[-1], cfg.vocab_size)
@@ -165,7 +171,7 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   for task, d in zip(tasks, datas):
     records = _merge([g["records"][task.name] for g in gathered])
     first_of_slice = {g["slice"]: g for g in reversed(gathered)}.values()
-    prompts[task.name] = _prompt_result(task, d.kind, records, calibrate,
+    prompts[task.name] = _prompt_result(task, d, records, calibrate,
                                         _sum_counts(g["skipped"].get(task.name, {})
                                                     for g in first_of_slice))
     if per_example:
@@ -221,7 +227,8 @@ def _generate(generator: Generator, tasks, datas, lengths, max_decode_length) ->
 
 def _rank_records(task, d, scores, counts, unconditional) -> List[dict]:
   records = []
-  custom = task.postprocessor is not None
+  # Grouped T5-style rows: the task's postprocessor is written for single rows, not examples.
+  custom = task.postprocessor is not None and not d.from_rows
   for k in range(len(d)):
     best = int(np.argmax(scores[k]))
     ex = d.examples[k]
@@ -276,7 +283,8 @@ def _task_metrics(task, kind: str, records: List[dict]) -> dict:
   return out
 
 
-def _prompt_result(task, kind: str, records: List[dict], calibrate: bool, skipped: dict) -> dict:
+def _prompt_result(task, d, records: List[dict], calibrate: bool, skipped: dict) -> dict:
+  kind = d.kind
   meta = prompt_metadata(task.name)
   if kind == "rank":
     scores = [np.asarray(r["scores"], np.float64) for r in records]
@@ -288,7 +296,9 @@ def _prompt_result(task, kind: str, records: List[dict], calibrate: bool, skippe
     figures = {"num_examples": len(records),
                **metrics.generation_metrics([r["target"] for r in records],
                                             [r["prediction_text"] for r in records])}
-  task_figures = _task_metrics(task, kind, records) if records else {}
+  # A T5-style rank task's own metric (t5's rank_classification) reads one row per choice; the
+  # grouped examples are scored by the accuracy above instead.
+  task_figures = _task_metrics(task, kind, records) if records and not d.from_rows else {}
   if kind == "generate":  # the task's own metrics are its headline figures
     figures.update({k: v for k, v in task_figures.items() if isinstance(v, (int, float))})
   return {**meta, "task": task.name, "kind": kind, "metrics": figures,

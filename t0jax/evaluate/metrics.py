@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from t0jax.data.accuracy import num_not_in_choices, rank_accuracy
+
 # Mean accuracy over prompts of the released T0 (11B), REFERENCE.md section 2. ANLI's figure is
 # the average over its three rounds, so it stands beside each round and beside their average.
 T0_REFERENCE = {
@@ -34,11 +36,8 @@ RANK_METRICS = ("accuracy", "accuracy_per_token", "accuracy_per_char", "accuracy
 
 
 def _accuracy(scores: Sequence[np.ndarray], gold: np.ndarray) -> float:
-  keep = gold >= 0
-  if not keep.any():
-    return float("nan")
-  predicted = np.array([int(np.argmax(s)) for s in scores])
-  return 100.0 * float(np.mean(predicted[keep] == gold[keep]))
+  """Accuracy of the argmax choice (ties: the first choice)."""
+  return rank_accuracy(gold, [int(np.argmax(s)) for s in scores])
 
 
 def rank_metrics(scores, token_counts, char_counts, answer_idx,
@@ -48,7 +47,7 @@ def rank_metrics(scores, token_counts, char_counts, answer_idx,
   out = {
       "num_examples": int(gold.size),
       "num_scored": int(np.sum(gold >= 0)),
-      "num_target_not_in_choices": int(np.sum(gold < 0)),
+      "num_target_not_in_choices": num_not_in_choices(gold),
       "accuracy": _accuracy(scores, gold),
       "accuracy_per_token": _accuracy([s / n for s, n in zip(scores, token_counts)], gold),
       "accuracy_per_char": _accuracy(

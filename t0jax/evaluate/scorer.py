@@ -5,58 +5,30 @@ log-probabilities (EOS included) given the input, the number T0 ranks choices by
 from `batching.plan_steps`; one compiled program runs a step: it encodes the step's inputs once
 and decodes every chunk of choice rows against those encodings, which never leave the device.
 
-Packing several choices into one decoder row needs the row's self-attention split by choice
-(segment ids) while its cross-attention sees the whole input. The model ties both masks to the
-same segment ids, so the cross-attention mask is replaced through flax's public method
-interception; a trace-time check fails loudly if the model's cross-attention module is renamed.
+The network runs behind the model seam (`t0jax.model.models.EncoderDecoderModel`): encodings
+from `encode`, packed choice log-probabilities from `token_log_probs` with segment ids.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t0jax.parallel import hosts
+from t0jax.data.vocab import EOS_ID
 from t0jax.evaluate import batching
-
-EOS_ID = 1
-_CROSS_ATTENTION = "encoder_decoder_attention"  # the decoder layers' cross-attention module
+from t0jax.model.models import as_model
+from t0jax.parallel import hosts
 
 
 def _token_log_probs(model, params, encoded, encoder_tokens, slots, decoder_inputs,
                      decoder_targets, decoder_segments, packed: bool):
   """log p(target token) [rows, length], 0 at padding; row r decodes against input `slots[r]`."""
-  encoded, encoder_tokens = encoded[slots], encoder_tokens[slots]
-  if not packed:
-    logits = model.apply({"params": params}, encoded, encoder_tokens, decoder_inputs,
-                         decoder_targets, method=type(model).decode)
-  else:
-    cross_mask = (encoder_tokens > 0)[:, None, None, :]
-    replaced = []
-
-    def interceptor(next_fun, args, kwargs, context):
-      if context.method_name == "__call__" and context.module.name == _CROSS_ATTENTION:
-        replaced.append(context.module.name)
-        args = (args[0], args[1], cross_mask) + tuple(args[3:])
-      return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(interceptor):
-      logits = model.apply({"params": params}, encoded, encoder_tokens, decoder_inputs,
-                           decoder_targets, jnp.zeros_like(encoder_tokens), decoder_segments,
-                           method=type(model).decode)
-    if not replaced:
-      raise RuntimeError(
-          f"Packed choice scoring found no '{_CROSS_ATTENTION}' module in the decoder (was the "
-          "model changed?). Score with pack_choices=False, or update "
-          "t0jax/evaluate/scorer.py to the model's cross-attention module name.")
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  picked = jnp.take_along_axis(log_probs, decoder_targets[..., None], axis=-1)[..., 0]
-  return jnp.where(decoder_targets > 0, picked, 0.0)
+  return model.token_log_probs(params, encoded[slots], encoder_tokens[slots], decoder_inputs,
+                               decoder_targets, decoder_segments if packed else None)
 
 
 def _step(model, params, encoder_tokens, slots, decoder_inputs, decoder_targets,
@@ -66,7 +38,8 @@ def _step(model, params, encoder_tokens, slots, decoder_inputs, decoder_targets,
   Decoder arrays hold each data slice's rows chunk-major ([chunks * rows, ...] per slice, slices
   one after another); they are regrouped to [chunks, all slices' rows, ...] and decoded in turn.
   """
-  encoded = model.apply({"params": params}, encoder_tokens, method=type(model).encode)
+  model = as_model(model)
+  encoded = model.encode(params, encoder_tokens)
   decode = functools.partial(_token_log_probs, model, params, encoded, encoder_tokens,
                              packed=packed)
   arrays = (slots, decoder_inputs, decoder_targets, decoder_segments)
@@ -107,7 +80,7 @@ class ChoiceScorer:
                pack_choices: bool = True, max_row_tokens: int = 256, per_octave: int = 4):
     if batch_size < 1:
       raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    self.model, self.params = model, params
+    self.model, self.params = as_model(model), params
     self.batch_size = batch_size
     self.partitioner = partitioner
     self.pack_choices = pack_choices
@@ -132,9 +105,8 @@ class ChoiceScorer:
   def score(self, inputs: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]]):
     """(scores, token_counts) per example: float64 [num_choices] summed log-probabilities and
     int64 [num_choices] tokens per choice (EOS included). Inputs have no EOS; every choice must
-    end with EOS (checked by the caller, `t0jax.evaluate.data`)."""
-    if len(inputs) != len(choices):
-      raise ValueError(f"{len(inputs)} inputs but {len(choices)} choice lists.")
+    end with EOS, and every id be inside the model's vocabulary (ValueError naming the example)."""
+    check_examples(inputs, choices, self.model.config.vocab_size)
     scores = [np.zeros(len(c), np.float64) for c in choices]
     for step in self.plan(inputs, choices):
       self._run(step, inputs, choices, scores)
@@ -144,7 +116,7 @@ class ChoiceScorer:
   def _place(self, arrays: dict) -> dict:
     if self.partitioner is None:
       return arrays
-    return hosts.global_batch(self.partitioner, arrays, self.num_slices)
+    return hosts.global_batch(arrays, self.partitioner.batch_sharding, self.num_slices)
 
   def _run(self, step: batching.Step, inputs, choices, scores) -> None:
     enc = np.zeros((step.num_example_rows, step.input_length), np.int32)
@@ -197,3 +169,23 @@ def _decoder_arrays(step: batching.Step, choices, slot_offset: int) -> dict:
         position += n
   return {"slots": slots, "decoder_inputs": inputs, "decoder_targets": targets,
           "decoder_segments": segments}
+
+
+def check_examples(inputs, choices, vocab_size: int) -> None:
+  """ValueError naming the first example that cannot be scored, and why."""
+  if len(inputs) != len(choices):
+    raise ValueError(f"{len(inputs)} inputs but {len(choices)} choice lists.")
+  for i, (tokens, options) in enumerate(zip(inputs, choices)):
+    if len(tokens) == 0:
+      raise ValueError(f"Example {i} has an empty input; every input needs at least one token.")
+    if len(options) == 0:
+      raise ValueError(f"Example {i} has no answer choices; give at least one.")
+    for j, choice in enumerate(options):
+      if len(choice) == 0 or choice[-1] != EOS_ID:
+        raise ValueError(f"Example {i}, choice {j}: choice tokens must end with EOS (id {EOS_ID}); "
+                         f"got {list(choice)[-5:]}.")
+    for name, seq in [("input", tokens)] + [(f"choice {j}", c) for j, c in enumerate(options)]:
+      bad = [t for t in seq if not 0 < t < vocab_size]
+      if bad:
+        raise ValueError(f"Example {i}, {name}: token id {bad[0]} is outside 1..{vocab_size - 1} "
+                         "(the model's vocabulary); was it tokenised with another vocabulary?")

@@ -1,4 +1,5 @@
-"""The T5 encoder-decoder: config, flax modules, layouts, decoding."""
+"""The T5 encoder-decoder: config, flax modules, layouts, decoding, and the model seam
+(`EncoderDecoderModel`: loss, scores and generation, the only caller of the network)."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,7 @@ import jax.numpy as jnp
 from t0jax.model.config import T5Config, get_config, remat_policy
 from t0jax.model.layout import scan_params, unscan_params
 from t0jax.model.network import Decoder, Encoder, Transformer
+from t0jax.model.models import EncoderDecoderModel, as_model
 
 
 def dummy_inputs(batch: int = 1, input_length: int = 8, target_length: int = 8):
@@ -28,4 +30,5 @@ def logical_axes(cfg: T5Config):
 
 
 __all__ = ["T5Config", "get_config", "remat_policy", "Transformer", "Encoder", "Decoder",
-           "scan_params", "unscan_params", "init_params", "logical_axes", "dummy_inputs"]
+           "scan_params", "unscan_params", "init_params", "logical_axes", "dummy_inputs",
+           "EncoderDecoderModel", "as_model"]

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t0jax.model.config import T5Config
 
 Array = jax.Array
 _partitioned = nn.with_logical_partitioning

@@ -6,8 +6,8 @@ aborts the whole process with a C++ stack trace when its coordinator cannot be r
 forever for processes that were never started, so start-up runs under a deadline: past it, the
 process prints what it was waiting for (the address, the process count) and exits.
 
-Data: which slice of the global batch this process feeds. Hosts that hold the same batch rows
-(a model-parallel group spanning hosts) read the same slice; see `host_data_slice`.
+What each host feeds and how hosts agree during a run (data slices, global batches, gathering,
+failing together) is in hosts.py.
 """
 import dataclasses
 import logging
@@ -331,93 +331,3 @@ def is_primary() -> bool:
 def describe_process() -> str:
   import jax
   return f"process {jax.process_index()} of {jax.process_count()} (host {socket.gethostname()})"
-
-
-# ---- data: which slice of the global batch this process reads ----
-
-def host_data_slice(batch_sharding, global_batch_size: int, process_of=None,
-                    this_process: Optional[int] = None) -> Tuple[int, int]:
-  """(slice index, number of slices) of the global batch that this process must supply.
-
-  Hosts whose devices hold the same rows (the 'model' axis spans hosts) read the same slice, so
-  the number of slices can be smaller than the number of processes. `process_of` (device ->
-  process index) and `this_process` default to JAX's.
-  """
-  import jax
-  process_of = process_of or (lambda d: d.process_index)
-  this_process = jax.process_index() if this_process is None else this_process
-  rows_of = {}
-  for device, index in batch_sharding.devices_indices_map((global_batch_size,)).items():
-    start, stop, _ = index[0].indices(global_batch_size)
-    lo, hi = rows_of.get(process_of(device), (global_batch_size, 0))
-    rows_of[process_of(device)] = (min(lo, start), max(hi, stop))
-  slices = sorted(set(rows_of.values()))
-  covered = 0
-  for lo, hi in slices:
-    if lo != covered:
-      raise DistributedError(
-          f"The batch layout gives processes overlapping or interleaved rows ({slices}); each "
-          "process must hold one contiguous block of the batch. Use a num_partitions that divides"
-          " the number of devices per host, or a multiple of it.")
-    covered = hi
-  return slices.index(rows_of[this_process]), len(slices)
-
-
-def global_batch(local_batch: Mapping[str, np.ndarray], batch_sharding, global_batch_size: int):
-  """This process's slice of the batch -> global jax.Arrays laid out by `batch_sharding`."""
-  import jax
-  out = {}
-  for k, v in local_batch.items():
-    v = np.asarray(v)
-    out[k] = jax.make_array_from_process_local_data(batch_sharding, v,
-                                                    (global_batch_size,) + v.shape[1:])
-  return out
-
-
-def raise_if_any_failed(error: Optional[BaseException], what: str) -> None:
-  """Every process learns whether `what` failed anywhere, so none waits forever in a collective
-  for a host that already stopped. Re-raises this process's own error, naming the process."""
-  import jax
-  if jax.process_count() == 1:
-    if error is not None:
-      raise error
-    return
-  from jax.experimental import multihost_utils
-  failed = np.asarray(multihost_utils.process_allgather(
-      np.array([error is not None], np.int32))).reshape(-1)
-  if error is not None:
-    raise DistributedError(f"{describe_process()}: {what} failed: {error}") from error
-  bad = [i for i, f in enumerate(failed) if f]
-  if bad:
-    raise DistributedError(f"{what} failed on process{'es' if len(bad) > 1 else ''} "
-                           f"{', '.join(map(str, bad))} (see {'their' if len(bad) > 1 else 'its'} "
-                           "error); this process stops too.")
-
-
-def check_shared_directory(path: str) -> None:
-  """Multi-host checkpoints need a directory every host sees (NFS, Filestore, a gcsfuse mount):
-  process 0 writes a marker, every other process must find it."""
-  import jax
-  if jax.process_count() == 1:
-    return
-  from jax.experimental import multihost_utils
-  token = int(multihost_utils.broadcast_one_to_all(
-      np.int64(int.from_bytes(os.urandom(6), "little"))))
-  marker = os.path.join(path, f".t0jax_shared_{token}")
-  if jax.process_index() == 0:
-    with open(marker, "w") as f:
-      f.write("written by process 0\n")
-  multihost_utils.sync_global_devices(f"t0jax shared-dir write {token}")
-  seen = os.path.exists(marker)
-  missing = np.asarray(multihost_utils.process_allgather(np.array([not seen], np.int32)))
-  multihost_utils.sync_global_devices(f"t0jax shared-dir read {token}")
-  if jax.process_index() == 0:
-    os.remove(marker)
-  bad = [i for i, m in enumerate(missing.reshape(-1)) if m]
-  if bad:
-    raise DistributedError(
-        f"--model_dir {path!r} is not shared between hosts: process(es) "
-        f"{', '.join(map(str, bad))} cannot see a file process 0 wrote there. Every host must "
-        "write its part of each checkpoint to the same directory: use a filesystem all hosts "
-        "mount (NFS, Filestore, a gcsfuse mount of a bucket).")
-

@@ -7,11 +7,10 @@ constraints that take effect because the mesh is set with `jax.set_mesh` (under 
 abstract mesh that only `jax.set_mesh` sets).
 """
 import contextlib
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
-import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 LogicalRules = Tuple[Tuple[str, Optional[str]], ...]
@@ -113,20 +112,6 @@ class Partitioner:
     from t0jax.model import init_params, logical_axes  # the model imports nothing from here
     shardings = self.shardings(logical_axes(cfg))
     return jax.jit(lambda r: init_params(cfg, r), out_shardings=shardings)(rng)
-
-  def global_batch(self, local_batch: Mapping[str, np.ndarray]):
-    """This host's rows of the batch -> global jax.Arrays sharded over 'data'.
-
-    Every host passes its own `per_host_batch` rows (hosts in process order make up the global
-    batch); with one process this is just a sharded device_put.
-    """
-    n = jax.process_count()
-    out = {}
-    for k, v in local_batch.items():
-      v = np.asarray(v)
-      global_shape = (v.shape[0] * n,) + v.shape[1:]
-      out[k] = jax.make_array_from_process_local_data(self.batch_sharding, v, global_shape)
-    return out
 
 
 def logical_specs_of(boxed_tree):

@@ -1,12 +1,17 @@
 """Apply promptsource templates to examples: sandboxed Jinja with promptsource's semantics.
 
-The rules (REFERENCE.md section 4) and the places where t0jax deliberately differs from
-promptsource are listed in docs/prompts.md. In short:
+The rules (REFERENCE.md sections 4 and 10) and the two places where t0jax deliberately differs
+from promptsource are listed in docs/prompts.md. In short:
+- field names with `-` become `_` first (t-zero did this before every `apply`), and fields the
+  hub renamed since 2021 can be aliased back to the names the templates use;
 - every `{{ ... }}` is truncated to 2048 characters by the same textual rewrite promptsource uses;
-- a literal `|||` anywhere in the example (nested lists and dicts included) or in a rendered
-  answer choice survives the split on `|||`;
-- a missing field raises `MissingFieldError` instead of rendering as an empty string;
-- `choice` is deterministic per (template, example); more than two `|||` parts keep the first two.
+- a literal `|||` in a top-level string field is replaced by promptsource's own placeholder
+  string before rendering (templates such as multi_news's split on it) and restored in each part;
+- `apply_parts` returns promptsource's list of stripped parts; `apply_template` turns it into
+  t-zero's (input, target) pair: exactly two parts, else the template does not apply;
+- undefined keys and elements render as Jinja's default Undefined does (promptsource's
+  environment); differences: a top-level field the example lacks raises `MissingFieldError`
+  instead of rendering as an empty string, and `choice` is deterministic per (template, example).
 """
 from __future__ import annotations
 
@@ -31,18 +36,19 @@ from t0jax.prompts.errors import (MissingFieldError, ReservedFieldError, Templat
 SEPARATOR = "|||"
 TRUNCATE_CHARS = 2048
 RESERVED_FIELD = "answer_choices"
-# Stands in for a literal "|||" of the example until the rendered text has been split. Like
-# promptsource's it is 32 characters without spaces, so truncation cuts text at the same places.
-_PIPE_SENTINEL = "d199e0c50fd64aecb504849ac629ecd0"
+# promptsource's own stand-in for a literal "|||" of the example until the rendered text has been
+# split. It must be this exact string: real templates (multi_news) split their text on it.
+PIPE_PLACEHOLDER = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 _TRUNCATE_REWRITE = f" | string | truncate({TRUNCATE_CHARS}) }}}}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Rendered:
-    """One prompted example: the model input, the target (None only when the caller asked for
-    input-only rendering) and the rendered answer choices (None when the template has none)."""
+    """One prompted example: the model input, the target ("" for an unlabeled example rendered
+    with `require_target=False`) and the rendered answer choices (None when the template has
+    none)."""
     input: str
-    target: str | None
+    target: str
     choices: list[str] | None
 
 
@@ -68,25 +74,65 @@ class _UndefinedValue(jinja2.UndefinedError):
         self.top_level = top_level
 
 
-class _StrictFieldUndefined(jinja2.StrictUndefined):
-    """StrictUndefined whose error remembers what was missing, for MissingFieldError."""
+# Top-level fields a render used but the example lacks (see `_PromptsourceUndefined`).
+_MISSING: contextvars.ContextVar[list] = contextvars.ContextVar("t0jax_missing_fields")
+
+
+class _PromptsourceUndefined(jinja2.Undefined):
+    """Jinja's default Undefined, which promptsource renders with: an absent key or element
+    prints as "", is false and iterates as empty (real templates index past a list's end).
+
+    Two additions: an attribute the sandbox blocked stops the render (SecurityError), and a
+    top-level field the example lacks is noted when its value is used (printed, tested,
+    compared, iterated), so the example is skipped and counted (MissingFieldError) instead of
+    rendered with a hole: that is a schema mismatch (see `field_aliases`), not a conditional.
+    `default` and `is defined` look at the type only, so they still handle absent fields.
+    """
     __slots__ = ()
+
+    def _note(self) -> None:
+        if self._undefined_exception is not jinja2.UndefinedError:
+            raise self._undefined_exception(self._undefined_message)
+        if self._undefined_obj is missing:
+            _MISSING.get([]).append(self._undefined_name)
+
+    def __str__(self):
+        self._note()
+        return ""
+
+    def __bool__(self):
+        self._note()
+        return False
+
+    def __iter__(self):
+        self._note()
+        return iter(())
+
+    def __len__(self):
+        self._note()
+        return 0
+
+    def __eq__(self, other):
+        self._note()
+        return type(self) is type(other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = jinja2.Undefined.__hash__
 
     def _fail_with_undefined_error(self, *args, **kwargs):
         if self._undefined_exception is not jinja2.UndefinedError:
-            # The sandbox marks a blocked attribute with SecurityError: that must stay visible.
             raise self._undefined_exception(self._undefined_message)
         raise _UndefinedValue(self._undefined_message, self._undefined_name,
                               self._undefined_obj is missing)
 
 
-# jinja2 binds each failing operator to the base class's function object, so the override above
-# is invisible to `str()`, `+`, `==`, iteration... until they are rebound here.
-for _cls in (jinja2.Undefined, jinja2.StrictUndefined):
-    for _name, _value in list(vars(_cls).items()):
-        _failing = _value is jinja2.Undefined._fail_with_undefined_error
-        if _failing and _name != "_fail_with_undefined_error":
-            setattr(_StrictFieldUndefined, _name, _StrictFieldUndefined._fail_with_undefined_error)
+# jinja2 binds each failing operator (`+`, `[...]`, `.attr`, ...) to the base class's function
+# object, so the override above is invisible to them until they are rebound here.
+for _name, _value in list(vars(jinja2.Undefined).items()):
+    if _value is jinja2.Undefined._fail_with_undefined_error and _name != "_fail_with_undefined_error":
+        setattr(_PromptsourceUndefined, _name, _PromptsourceUndefined._fail_with_undefined_error)
 
 
 class _ChoiceRandom:
@@ -151,7 +197,7 @@ def _most_frequent(items) -> list:
 def _make_environment() -> SandboxedEnvironment:
     # Not the immutable sandbox: real promptsource templates build lists with `.append`/`.update`.
     # Examples are copied before rendering, so such mutations never reach the caller's data.
-    env = SandboxedEnvironment(undefined=_StrictFieldUndefined, autoescape=False)
+    env = SandboxedEnvironment(undefined=_PromptsourceUndefined, autoescape=False)
     env.filters["choice"] = _choice
     env.filters["most_frequent"] = _most_frequent
     env.globals["zip"] = zip
@@ -185,6 +231,21 @@ def check_syntax(template: Any) -> None:
                                       f"line {error.lineno}: {error.message}. {hint}") from None
 
 
+def fields_used(template: Any) -> set:
+    """The top-level example fields the template's `jinja` and `answer_choices` read (names it
+    sets itself, globals and `answer_choices` excluded), from the parsed source."""
+    from jinja2 import meta, nodes
+    used, assigned = set(), set()
+    for source in (template.jinja, template.answer_choices):
+        if source is not None:
+            tree = _ENV.parse(source)
+            used |= meta.find_undeclared_variables(tree)
+            # Jinja counts a name set inside an `{% if %}` as possibly undeclared; a template
+            # that assigns a name anywhere does not read it from the example.
+            assigned |= {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    return used - assigned - {RESERVED_FIELD} - set(_ENV.globals)
+
+
 def _parses(source: str) -> bool:
     try:
         _ENV.parse(source)
@@ -193,32 +254,56 @@ def _parses(source: str) -> bool:
     return True
 
 
-def _protect(value: Any) -> Any:
-    """A copy of an example value with every `|||` inside strings replaced by the sentinel.
+def prepare_example(example: Mapping, aliases: Mapping[str, str] | None = None) -> dict:
+    """The example as templates see it: top-level field names with `-` get `_` (promptsource's
+    `removeHyphen`, which t-zero applied before every template), and each alias
+    {name in the templates: name in the data} adds the old name when only the new one exists."""
+    prepared = {(key.replace("-", "_") if isinstance(key, str) else key): value
+                for key, value in example.items()}
+    for old, new in (aliases or {}).items():
+        if old not in prepared and new in prepared:
+            prepared[old] = prepared[new]
+    return prepared
 
-    Containers are copied even without a `|||`, so that templates calling `.append` cannot modify
-    the caller's example; bytes (as TFDS yields them) are decoded as UTF-8.
-    """
-    if isinstance(value, str):
-        return value.replace(SEPARATOR, _PIPE_SENTINEL) if SEPARATOR in value else value
+
+def _copy(value: Any) -> Any:
+    """A copy of a nested value, so that templates calling `.append` cannot modify the caller's
+    example; bytes (as TFDS yields them) are decoded as UTF-8."""
     if isinstance(value, bytes):
-        return _protect(value.decode("utf-8", "replace"))
+        return value.decode("utf-8", "replace")
     if isinstance(value, Mapping):
-        return {key: _protect(item) for key, item in value.items()}
+        return {key: _copy(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_protect(item) for item in value]
+        return [_copy(item) for item in value]
     return value
 
 
+def _protect(example: Mapping) -> dict:
+    """promptsource's `_escape_pipe`: `|||` inside the example's top-level strings becomes the
+    placeholder (nested strings are left as they are, as promptsource leaves them)."""
+    protected = {}
+    for key, value in example.items():
+        value = _copy(value)
+        if isinstance(value, str) and SEPARATOR in value:
+            value = value.replace(SEPARATOR, PIPE_PLACEHOLDER)
+        protected[key] = value
+    return protected
+
+
 def _restore(text: str) -> str:
-    return text.replace(_PIPE_SENTINEL, SEPARATOR)
+    return text.replace(PIPE_PLACEHOLDER, SEPARATOR)
 
 
 def _render(template: Any, part: str, context: dict, example: Mapping) -> str:
     source = template.jinja if part == "jinja" else template.answer_choices
     token = _CHOICE_RANDOM.set(_ChoiceRandom(template.id, part, example))
+    missing_token = _MISSING.set([])
     try:
-        return _compiled(source, part == "jinja").render(context)
+        text = _compiled(source, part == "jinja").render(context)
+        if _MISSING.get():
+            field = _MISSING.get()[0]
+            raise _UndefinedValue(f"{field!r} is undefined", field, True)
+        return text
     except _UndefinedValue as error:
         field = error.name if isinstance(error.name, str) else f"[{error.name!r}]"
         what = "field" if error.top_level else "key or element"
@@ -239,6 +324,7 @@ def _render(template: Any, part: str, context: dict, example: Mapping) -> str:
         raise TemplateRenderError(f"{describe(template)} failed while rendering `{part}`: "
                                   f"{type(error).__name__}: {error}") from error
     finally:
+        _MISSING.reset(missing_token)
         _CHOICE_RANDOM.reset(token)
 
 
@@ -248,53 +334,77 @@ def _check_example(template: Any, example: Any) -> None:
                             f"example; pass a mapping of field name -> value.")
 
 
-def _protected_choices(template: Any, protected: dict, example: Mapping) -> list[str] | None:
+def _choices(template: Any, protected: dict, example: Mapping) -> list[str] | None:
     if template.answer_choices is None:
         return None
     rendered = _render(template, "answer_choices", protected, example)
-    return [choice.strip() for choice in rendered.split(SEPARATOR)]
+    return [_restore(choice.strip()) for choice in rendered.split(SEPARATOR)]
 
 
-def get_answer_choices(template: Any, example: Mapping) -> list[str] | None:
+def get_answer_choices(template: Any, example: Mapping,
+                       aliases: Mapping[str, str] | None = None) -> list[str] | None:
     """The template's answer choices rendered for `example` (None if it defines none)."""
     _check_example(template, example)
-    choices = _protected_choices(template, _protect(example), example)
-    return None if choices is None else [_restore(choice) for choice in choices]
+    example = prepare_example(example, aliases)
+    return _choices(template, _protect(example), example)
 
 
-def apply_template(template: Any, example: Mapping, *, require_target: bool = True
-                   ) -> Rendered | None:
-    """Render `example` with `template`; None when the template does not apply to it.
-
-    It does not apply when the input part is empty, or (with `require_target`) when there is no
-    non-empty target part. With `require_target=False` an input-only render returns
-    `Rendered(input, None, choices)`, e.g. to score unlabeled test examples. Parts after the
-    second `|||` are ignored.
-    """
+def _parts_and_choices(template: Any, example: Mapping, aliases) -> tuple[list[str], list | None]:
     _check_example(template, example)
+    example = prepare_example(example, aliases)
     if RESERVED_FIELD in example:
         raise ReservedFieldError(
             f"{describe(template)}: the example has a field named {RESERVED_FIELD!r}, a name "
             f"reserved for the template's rendered answer choices. Rename that field (e.g. in the "
             f"task's preprocessing) before applying templates.")
     protected = _protect(example)
-    choices = _protected_choices(template, protected, example)
-    # Choices go in still protected, so a `|||` inside a choice cannot split the prompt.
+    # promptsource injects the choices unprotected: a `|||` inside a choice splits the prompt.
+    choices = _choices(template, protected, example)
     text = _render(template, "jinja", {**protected, RESERVED_FIELD: choices}, example)
-    parts = text.split(SEPARATOR, 2)
-    input_text = _restore(parts[0]).strip()
-    target = _restore(parts[1]).strip() if len(parts) > 1 else ""
-    if not input_text or (require_target and not target):
-        return None
-    return Rendered(input=input_text, target=target or None,
-                    choices=None if choices is None else [_restore(c) for c in choices])
+    return [_restore(part).strip() for part in text.split(SEPARATOR)], choices
 
 
-def apply_or_skip(template: Any, example: Mapping) -> tuple[Rendered | None, str | None]:
-    """`(rendered, None)`, or `(None, reason)` with reason `"missing_field:<name>"` or `"empty"`,
-    for callers that count why examples were skipped. Other template errors still raise."""
+def apply_parts(template: Any, example: Mapping,
+                aliases: Mapping[str, str] | None = None) -> list[str]:
+    """promptsource's `Template.apply`: the rendered text split on `|||`, each part stripped.
+    `[""]` means the template does not apply; `[input, ""]` is an unlabeled example."""
+    return _parts_and_choices(template, example, aliases)[0]
+
+
+def apply_template(template: Any, example: Mapping, *, require_target: bool = True,
+                   aliases: Mapping[str, str] | None = None) -> Rendered | None:
+    """t-zero's reading of `apply_parts`: the (input, target) pair, or None when the template does
+    not apply to `example`.
+
+    It does not apply when the input is empty or the render has more than two parts (t-zero
+    dropped those), nor, with `require_target`, when the target is empty. With
+    `require_target=False` an unlabeled example (a test split's label -1) renders its input with
+    an empty target, as promptsource does, e.g. to score or preview it.
+    """
+    outcome, _ = _outcome(template, example, require_target, aliases)
+    return outcome
+
+
+def _outcome(template, example, require_target, aliases) -> tuple[Rendered | None, str | None]:
+    parts, choices = _parts_and_choices(template, example, aliases)
+    if not parts[0]:
+        return None, "empty"
+    if len(parts) > 2:
+        return None, "extra_separator"
+    target = parts[1] if len(parts) == 2 else ""
+    if require_target and not target:
+        return None, "unlabeled"
+    return Rendered(input=parts[0], target=target, choices=choices), None
+
+
+def apply_or_skip(template: Any, example: Mapping, *, require_target: bool = True,
+                  aliases: Mapping[str, str] | None = None
+                  ) -> tuple[Rendered | None, str | None]:
+    """`(rendered, None)`, or `(None, reason)` for callers that count why examples were skipped:
+    `"missing_field:<name>"`, `"empty"` (the template rendered no input), `"unlabeled"` (no
+    target, with `require_target`) or `"extra_separator"` (more than two `|||` parts). Other
+    template errors still raise."""
     try:
-        rendered = apply_template(template, example)
+        return _outcome(template, example, require_target, aliases)
     except MissingFieldError as error:
         return None, skip_reason(error)
-    return (None, "empty") if rendered is None else (rendered, None)

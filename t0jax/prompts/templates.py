@@ -50,13 +50,20 @@ class Template:
     def __post_init__(self):
         render.check_syntax(self)
 
-    def apply(self, example: Mapping, *, require_target: bool = True) -> Rendered | None:
+    def apply(self, example: Mapping, *, require_target: bool = True,
+              aliases: Mapping[str, str] | None = None) -> Rendered | None:
         """Rendered input/target/choices, or None if the template does not apply to `example`.
         Raises MissingFieldError when the template uses a field the example lacks."""
-        return render.apply_template(self, example, require_target=require_target)
+        return render.apply_template(self, example, require_target=require_target,
+                                     aliases=aliases)
 
-    def get_answer_choices(self, example: Mapping) -> list[str] | None:
-        return render.get_answer_choices(self, example)
+    def apply_parts(self, example: Mapping, aliases: Mapping[str, str] | None = None) -> list:
+        """What promptsource's `Template.apply` returns: the stripped `|||` parts."""
+        return render.apply_parts(self, example, aliases)
+
+    def get_answer_choices(self, example: Mapping,
+                           aliases: Mapping[str, str] | None = None) -> list[str] | None:
+        return render.get_answer_choices(self, example, aliases)
 
 
 @dataclasses.dataclass(frozen=True)

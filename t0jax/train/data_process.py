@@ -120,7 +120,7 @@ class ProcessBatches:
     spec = {"data": dataclasses.asdict(data), "start_step": int(start_step),
             "slice_index": int(slice_index), "num_slices": int(num_slices),
             "truncation_check_examples": int(truncation_check_examples),
-            "modules": _gin_imported_modules(), "settings": dict(settings._overrides)}
+            "modules": _gin_imported_modules(), "settings": settings.snapshot()}
     spec["data"]["task_feature_lengths"] = dict(spec["data"]["task_feature_lengths"])
     read_fd, write_fd = os.pipe()
     try:
@@ -194,15 +194,16 @@ def _child(out) -> int:
   spec = json.loads(sys.stdin.read())
   try:
     from t0jax.data import settings
-    settings._overrides.update(spec["settings"])
+    settings.apply(spec["settings"])
     import importlib
     import t0jax.catalog  # noqa: F401 - registers the catalogue
     for module in spec["modules"]:
       importlib.import_module(module)
-    from t0jax.train.input_pipeline import TrainData, get_mixture_or_task
+    from t0jax.catalog import get_task_or_mixture
+    from t0jax.train.input_pipeline import TrainData
     data = TrainData(**spec["data"])
     try:
-      get_mixture_or_task(data.mixture_or_task_name)
+      get_task_or_mixture(data.mixture_or_task_name)
     except KeyError as e:
       raise UnregisteredMixture(str(e)) from e
     batches = data.host_batches(spec["start_step"], spec["slice_index"], spec["num_slices"])
@@ -210,7 +211,8 @@ def _child(out) -> int:
     if spec["truncation_check_examples"]:  # while the parent initialises and compiles
       from t0jax.train.input_pipeline import check_truncation
       check_truncation(data.mixture_or_task_name, data.task_feature_lengths, data.split,
-                       spec["truncation_check_examples"])
+                       spec["truncation_check_examples"], use_cached=data.use_cached,
+                       cache_dirs=data.cache_dirs)
     for batch in batches:
       _write_message(out, {"kind": "batch"}, batch)
   except (BrokenPipeError, KeyboardInterrupt):

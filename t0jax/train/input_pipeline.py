@@ -24,19 +24,6 @@ def _tf():
   return import_tensorflow()  # quiet, and never holding accelerator memory
 
 
-def get_mixture_or_task(name: str):
-  """seqio lookup with the catalogue registered and a closest-names error for typos."""
-  import seqio
-  try:
-    import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
-    lookup = getattr(catalog, "get_task_or_mixture", None)
-  except ImportError:
-    lookup = None
-  if lookup is not None:
-    return lookup(name)
-  return seqio.get_mixture_or_task(name)
-
-
 class DataShareError(ValueError):
   """A host cannot read its share of the training data."""
 
@@ -51,8 +38,16 @@ class TrainData:
   pack: bool = True
   shuffle: bool = True
   num_virtual_shards: int = 8
+  use_cached: bool = False  # read the tasks' seqio caches (USE_CACHED_TASKS)
+  # Where the caches are: seqio's global cache dirs and T0JAX_SEQIO_CACHE_DIRS when not given
+  # (they travel to the data process with the rest of this object).
+  cache_dirs: tuple = ()
 
   def __post_init__(self):
+    if self.use_cached and not self.cache_dirs:
+      from t0jax.data import caches
+      self.cache_dirs = tuple(caches.add_settings_cache_dirs())
+    self.cache_dirs = tuple(self.cache_dirs)
     if self.global_batch_size % self.num_virtual_shards:
       raise ValueError(
           f"BATCH_SIZE={self.global_batch_size} must be a multiple of num_virtual_shards="
@@ -84,11 +79,14 @@ class TrainData:
   def _shard_dataset(self, shard: int, start_step: int):
     import seqio
     tf = _tf()
-    task = get_mixture_or_task(self.mixture_or_task_name)
+    from t0jax.catalog import get_task_or_mixture
+    task = get_task_or_mixture(self.mixture_or_task_name)
+    if self.use_cached:
+      _check_caches(task, self.split, self.cache_dirs)
     ds = task.get_dataset(sequence_length=dict(self.task_feature_lengths), split=self.split,
                           shuffle=self.shuffle, seed=self.seed, num_epochs=None,
                           shard_info=seqio.ShardInfo(shard, self.num_virtual_shards),
-                          use_cached=False,
+                          use_cached=self.use_cached,
                           # Small splits would be cached in memory and replay the first epoch's
                           # order; without the cache the source reshuffles each pass.
                           try_in_mem_cache=False)
@@ -141,20 +139,32 @@ class TrainData:
                        "--model_dir.")
 
 
+def _check_caches(task, split: str, cache_dirs=()) -> None:
+  """Every cacheable task of `task` (a task or mixture) has a cache matching its features."""
+  import seqio
+  from t0jax.data import caches
+  seqio.add_global_cache_dirs(list(cache_dirs))
+  caches.check_cached_tasks(task.tasks if isinstance(task, seqio.Mixture) else [task], split)
+
+
 def check_truncation(name: str, lengths: Mapping[str, int], split: str = "train",
-                     max_examples: int = 200) -> Dict[str, dict]:
+                     max_examples: int = 200, use_cached: bool = False,
+                     cache_dirs=()) -> Dict[str, dict]:
   """Sample each task of a mixture and count examples longer than the feature lengths.
 
   Truncation silently changes what the model learns, so it is counted and warned about per task.
   """
   import seqio
-  task = get_mixture_or_task(name)
+  from t0jax.catalog import get_task_or_mixture
+  task = get_task_or_mixture(name)
   tasks = task.tasks if isinstance(task, seqio.Mixture) else [task]
   report = {}
   for t in tasks:
     try:
+      if use_cached:
+        _check_caches(t, split, cache_dirs)
       ds = t.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
-                         use_cached=False, trim_output_features=False,
+                         use_cached=use_cached, trim_output_features=False,
                          # only a sample is read: an in-memory cache would be dropped half-full
                          try_in_mem_cache=False)
     except Exception as e:  # noqa: BLE001 - a task without this split is reported, not fatal

@@ -1,10 +1,11 @@
 """The training loop (gin-configurable `train`), used by `t0jax train` (t0jax/cli/train.py).
 
-Reads top to bottom: build the mesh and the optimizer, restore or initialise the state, compile
-one step with input/output shardings and donated state, then loop: batch, step, log, checkpoint.
+Reads top to bottom: check the settings (t0jax/train/settings.py), build the mesh and the
+optimizer, restore or initialise the train state (t0jax/train/state.py), compile one step with
+input/output shardings and donated state, then loop: batch, step, log, evaluate, checkpoint.
+The network runs only behind the model seam (t0jax/model/models.py).
 """
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -17,16 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from t0jax.parallel import distributed
-from t0jax.train import flops, optim
-from t0jax.checkpoints.orbax import (Checkpointer, abstract_with_shardings, is_checkpoint_dir,
-                                 load_params, model_signature)
-from t0jax.train.data_process import ProcessBatches, UnregisteredMixture
-from t0jax.train.input_pipeline import TrainData, check_truncation, get_mixture_or_task
-from t0jax.model.losses import cross_entropy_with_z_loss
-from t0jax.train.writer import MetricsWriter
-from t0jax.model import T5Config, Transformer, init_params, logical_axes, scan_params
+from t0jax.checkpoints.orbax import Checkpointer, abstract_with_shardings
+from t0jax.model import EncoderDecoderModel, T5Config
+from t0jax.model.losses import loss_normalizer
+from t0jax.model.models import LOSS_SUMS, target_weights
+from t0jax.parallel import distributed, hosts
 from t0jax.parallel.partitioning import Partitioner
+from t0jax.train import flops, optim
+from t0jax.train.data_process import ProcessBatches, UnregisteredMixture
+from t0jax.train.input_pipeline import TrainData, check_truncation
+from t0jax.train.settings import RunSettings, target_step
+from t0jax.train.state import TrainState, abstract_state, initial_state
+from t0jax.train.writer import MetricsWriter
 
 log = logging.getLogger("t0jax.train.trainer")
 
@@ -82,96 +85,70 @@ def _check_writable(model_dir: str) -> None:
 
 
 def make_train_step(cfg: T5Config, tx: optax.GradientTransformation, schedule: Callable,
-                    num_microbatches: int, z_loss: float, loss_normalizing_factor, seed: int):
-  model = Transformer(cfg)
+                    num_microbatches: int, z_loss: float, loss_normalizing_factor, seed: int,
+                    label_smoothing: float = 0.0):
+  """step(TrainState, batch) -> (TrainState, metrics). Token sums are accumulated over
+  microbatches and normalised once, so accumulation equals the full-batch step."""
+  model = EncoderDecoderModel.from_config(cfg)
   base_rng = jax.random.key(seed)
 
   def loss_sums(params, batch, rng):
-    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
-                         batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
-                         enable_dropout=cfg.dropout_rate > 0, rngs={"dropout": rng})
-    targets = batch["decoder_target_tokens"]
-    weights = batch.get("decoder_loss_weights", targets > 0).astype(jnp.float32)
-    loss, zl = cross_entropy_with_z_loss(logits, targets, weights, z_loss)
-    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * weights
-    aux = {"loss_sum": loss.sum(), "z_loss_sum": zl.sum(), "correct": correct.sum(),
-           "weight": weights.sum()}
-    return loss.sum(), aux
+    return model.loss_sums(params, batch, dropout_rng=rng, z_loss=z_loss,
+                           label_smoothing=label_smoothing)
 
   grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
 
-  def step(state, batch):
-    rng = jax.random.fold_in(base_rng, state["step"])
-    params = state["params"]
+  def step(state: TrainState, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
     if num_microbatches == 1:
-      (_, aux), grads = grad_fn(params, batch, rng)
+      (_, aux), grads = grad_fn(state.params, batch, rng)
     else:
-      micro = jax.tree.map(
-          lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), batch)
+      micro = jax.tree.map(lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), batch)
 
       def body(carry, inputs):
         i, mb = inputs
-        (_, aux), g = grad_fn(params, mb, jax.random.fold_in(rng, i))
+        (_, aux), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
         return jax.tree.map(jnp.add, carry, (g, aux)), None
 
-      zeros = (jax.tree.map(jnp.zeros_like, params),
-               {k: jnp.float32(0) for k in ("loss_sum", "z_loss_sum", "correct", "weight")})
+      zeros = (jax.tree.map(jnp.zeros_like, state.params),
+               {k: jnp.float32(0) for k in LOSS_SUMS})
       (grads, aux), _ = jax.lax.scan(body, zeros, (jnp.arange(num_microbatches), micro))
-    if loss_normalizing_factor == "NUM_REAL_TARGET_TOKENS":
-      norm = jnp.maximum(aux["weight"], 1.0)
-    elif loss_normalizing_factor is None:
-      norm = jnp.float32(1.0)
-    else:
-      norm = jnp.float32(loss_normalizing_factor)
+    norm = loss_normalizer(target_weights(batch), loss_normalizing_factor)
     grads = jax.tree.map(lambda g: g / norm, grads)
-    updates, opt_state = tx.update(grads, state["opt_state"], params)
-    update_norm = optax.tree.norm(updates)
-    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
-                 "opt_state": opt_state}
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
     tokens = jnp.maximum(aux["weight"], 1.0)
     metrics = {"loss": aux["loss_sum"] / tokens, "z_loss": aux["z_loss_sum"] / tokens,
                "accuracy": aux["correct"] / tokens, "target_tokens": aux["weight"],
                "input_tokens": jnp.sum(batch["encoder_input_tokens"] > 0).astype(jnp.float32),
-               "grad_norm": optax.tree.norm(grads), "update_norm": update_norm,
-               "learning_rate": schedule(state["step"])}
+               "grad_norm": optax.tree.norm(grads), "update_norm": optax.tree.norm(updates),
+               "learning_rate": schedule(state.step)}
     return new_state, metrics
 
   return step
 
 
-def _load_initial_params(path: str, cfg: T5Config, shardings, abstract_params):
-  """Parameters from a Hugging Face checkpoint directory or a t0jax checkpoint."""
-  if os.path.isfile(os.path.join(path, "config.json")):
-    from t0jax.checkpoints.hf import load_hf_checkpoint
-    hf_cfg, params = load_hf_checkpoint(path)
-    ours, theirs = model_signature(cfg), model_signature(hf_cfg)
-    diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs.get(k)}
-    if diff:
-      raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} holds another model shape than the gin "
-                       f"config: " + "; ".join(f"{k}: checkpoint {a!r}, gin {b!r}"
-                                               for k, (a, b) in diff.items()))
-    if cfg.scan_layers:
-      params = scan_params(params, cfg)
-    return jax.tree.map(lambda x, s: jax.device_put(np.asarray(x, np.float32), s), params,
-                        shardings)
-  if is_checkpoint_dir(path):
-    saved_cfg, params = load_params(path, shardings)
-    diff = {k: (v, model_signature(cfg)[k]) for k, v in model_signature(saved_cfg).items()
-            if model_signature(cfg).get(k) != v}
-    if diff:
-      raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} holds another model shape than the gin "
-                       "config: " + "; ".join(f"{k}: checkpoint {a!r}, gin {b!r}"
-                                              for k, (a, b) in diff.items()))
-    return params
-  raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path!r} is neither a Hugging Face checkpoint "
-                          "directory (config.json + safetensors) nor a t0jax checkpoint.")
+def initial_checkpoint_step(path: Optional[str]) -> Optional[int]:
+  """The step an initial checkpoint carries (t0jax and T5X checkpoints), None for one without
+  (Hugging Face) or no checkpoint."""
+  if not path:
+    return None
+  from t0jax import checkpoints
+  return checkpoints.read_config(path, flag="INITIAL_CHECKPOINT_PATH").step
+
+
+def _load_initial_params(path: str, cfg: T5Config, shardings):
+  """Parameters of INITIAL_CHECKPOINT_PATH (any format t0jax reads), checked against the gin
+  config's shapes and placed in `shardings`."""
+  from t0jax import checkpoints
+  return checkpoints.load(path, cfg=cfg, shardings=shardings, flag="INITIAL_CHECKPOINT_PATH")[1]
 
 
 def _keep_vocabulary(name: str, model_dir: str) -> None:
   """Copy the mixture's sentencepiece model to MODEL_DIR/spiece.model, where `t0jax predict`
   and `t0jax eval` look for a checkpoint's vocabulary."""
-  vocab = get_mixture_or_task(name).output_features["targets"].vocabulary
+  from t0jax.catalog import get_task_or_mixture
+  vocab = get_task_or_mixture(name).output_features["targets"].vocabulary
   src = getattr(vocab, "sentencepiece_model_file", None)
   dst = os.path.join(model_dir, "spiece.model")
   if src and not os.path.exists(dst):
@@ -185,146 +162,203 @@ def _keep_vocabulary(name: str, model_dir: str) -> None:
 
 @gin.configurable(module="t0jax")
 def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
-          task_feature_lengths: Mapping[str, int] = gin.REQUIRED, train_steps: int = gin.REQUIRED,
-          batch_size: int = gin.REQUIRED, model_config: T5Config = gin.REQUIRED,
-          optimizer: Callable = optim.adafactor,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          train_steps: Optional[int] = None, batch_size: int = gin.REQUIRED,
+          model_config: T5Config = gin.REQUIRED, optimizer: Callable = optim.adafactor,
           learning_rate_schedule: Optional[Callable] = None,
-          initial_checkpoint_path: Optional[str] = None, checkpoint_period: int = 1000,
+          initial_checkpoint_path: Optional[str] = None,
+          train_steps_relative: Optional[int] = None, checkpoint_period: int = 1000,
           keep_checkpoints: Optional[int] = 3, log_period: int = 100, eval_period: int = 0,
-          eval_mixture_or_task_name: Optional[str] = None, eval_batches: int = 4,
-          eval_max_examples: Optional[int] = None,
-          num_microbatches: int = 1, num_partitions: int = 1, axis_rules="standard",
-          z_loss: float = 1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", seed: int = 0,
-          pack: bool = True, num_virtual_shards: int = 8, async_checkpointing: bool = True,
-          tensorboard: bool = True, progress_bar: bool = True,
+          eval_mixture_or_task_name: Optional[str] = None, eval_steps: Optional[int] = None,
+          eval_batches: int = 4, eval_max_examples: Optional[int] = None,
+          eval_mode: str = "auto", num_microbatches: int = 1, num_partitions: int = 1,
+          axis_rules="standard", z_loss: float = 1e-4, label_smoothing: float = 0.0,
+          loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", seed: int = 0, pack: bool = True,
+          num_virtual_shards: int = 8, use_cached_tasks: bool = False,
+          async_checkpointing: bool = True, tensorboard: bool = True, progress_bar: bool = True,
           truncation_check_examples: int = 200, num_devices: Optional[int] = None,
           data_process: bool = True) -> dict:
-  """Train to `train_steps` (resuming from the latest checkpoint in `model_dir` if any)."""
-  _check_writable(model_dir)
-  distributed.check_shared_directory(model_dir)
-  primary = distributed.is_primary()
+  """Train to step TRAIN_STEPS (absolute, T5X's way, when the initial checkpoint carries a
+  step) or TRAIN_STEPS_RELATIVE steps past the initial checkpoint, resuming from the latest
+  checkpoint in `model_dir` if any. `eval_steps` (EVAL_STEPS) has the alias `eval_batches`."""
+  s = RunSettings.from_train_args(locals())
   cfg = model_config
+  target = _target_step(s)
+  _check_writable(model_dir)
+  hosts.check_shared_directory(model_dir)
+  part = _partitioner(num_partitions, axis_rules, num_devices, s)
+  schedule = learning_rate_schedule or optim.constant_schedule()
+  tx = optimizer(learning_rate=schedule)
+  shapes, shardings = abstract_state(cfg, tx, part)
+  d = s.data
+  data = TrainData(d.mixture_or_task_name, d.task_feature_lengths, d.batch_size, seed=d.seed,
+                   pack=d.pack, num_virtual_shards=d.num_virtual_shards,
+                   use_cached=d.use_cached_tasks)
+  run_config = {"model": cfg.shape_signature(), "data": data.state(0),
+                "model_full": cfg.to_dict()}
+  if distributed.is_primary():
+    _keep_vocabulary(d.mixture_or_task_name, model_dir)
+  ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), s.checkpoint.keep,
+                      s.checkpoint.async_save)
+  state, start, base, batches = _start(s, cfg, tx, part, data, ckpt, shapes, shardings,
+                                       run_config)
+  step_fn = jax.jit(make_train_step(cfg, tx, schedule, num_microbatches, s.loss.z_loss,
+                                    s.loss.loss_normalizing_factor, d.seed,
+                                    s.loss.label_smoothing),
+                    in_shardings=(shardings, part.batch_sharding),
+                    out_shardings=(shardings, part.replicated), donate_argnums=0)
+  evaluate = _make_eval(cfg, part, s) if s.eval.period else None
+  progress = _Progress(s, cfg, target, start, base, ckpt.latest_step())
+  state, step, preempted = _loop(state, start, step_fn, batches, part, data, ckpt, run_config,
+                                 progress, evaluate, s, target, base)
+  ckpt.close()
+  progress.writer.close()
+  return {"step": step, "losses": progress.losses, "params": state.params,
+          "preempted": preempted}
+
+
+def _target_step(s: RunSettings) -> int:
+  initial = initial_checkpoint_step(s.checkpoint.initial_checkpoint_path)
+  target = target_step(s.train_steps, s.train_steps_relative, initial)
+  if s.train_steps_relative is not None and s.train_steps is not None:
+    log.info("TRAIN_STEPS_RELATIVE=%d is set: it overrides TRAIN_STEPS=%d.",
+             s.train_steps_relative, s.train_steps)
+  if initial is not None:
+    log.info("The initial checkpoint is at step %d; training to step %d is %d fine-tuning steps "
+             "(T5X's convention: steps count from the checkpoint's step).", initial, target,
+             target - initial)
+  return target
+
+
+def _partitioner(num_partitions: int, axis_rules, num_devices: Optional[int],
+                 s: RunSettings) -> Partitioner:
   if num_devices and jax.process_count() > 1:
     raise ValueError(f"train.num_devices={num_devices} picks devices of one host; it cannot be "
                      f"used with {jax.process_count()} processes. Remove it.")
   devices = jax.devices()[:num_devices] if num_devices else None
   part = Partitioner(num_partitions, axis_rules, devices=devices)
-  if batch_size % (part.data_parallel_size * num_microbatches):
-    raise ValueError(f"BATCH_SIZE={batch_size} must be divisible by data-parallel size "
-                     f"{part.data_parallel_size} x num_microbatches {num_microbatches}.")
-  schedule = learning_rate_schedule or optim.constant_schedule()
-  tx = optimizer(learning_rate=schedule)
+  if s.data.batch_size % (part.data_parallel_size * s.num_microbatches):
+    raise ValueError(f"BATCH_SIZE={s.data.batch_size} must be divisible by data-parallel size "
+                     f"{part.data_parallel_size} x num_microbatches {s.num_microbatches}.")
+  return part
 
-  param_shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
-  param_sh = part.shardings(logical_axes(cfg))
-  opt_shapes = jax.eval_shape(tx.init, param_shapes)
-  state_shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": param_shapes,
-                  "opt_state": opt_shapes}
-  state_sh = {"step": part.replicated, "params": param_sh,
-              "opt_state": optim.state_shardings(opt_shapes, param_shapes, param_sh)}
-  data = TrainData(mixture_or_task_name, dict(task_feature_lengths), batch_size, seed=seed,
-                   pack=pack, num_virtual_shards=num_virtual_shards)
-  run_config = {"model": model_signature(cfg), "data": data.state(0),
-                "model_full": {**dataclasses.asdict(cfg),
-                               "mlp_activations": list(cfg.mlp_activations)}}
 
-  if primary:
-    _keep_vocabulary(mixture_or_task_name, model_dir)
-  ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), keep_checkpoints,
-                      async_checkpointing)
+def _start(s: RunSettings, cfg: T5Config, tx, part: Partitioner, data: TrainData,
+           ckpt: Checkpointer, shapes: TrainState, shardings: TrainState, run_config: dict):
+  """(state, its step, the step the data stream starts from, this host's batches): restored
+  from MODEL_DIR's latest checkpoint, else initialised (INITIAL_CHECKPOINT_PATH or random).
+
+  Every host reads its first batch before the costly part (restore or init, compilation), so a
+  host without its share of the data stops all hosts at once. The truncation check samples the
+  mixture once, on a fresh start, on process 0 (in the data process when there is one).
+  """
   latest = ckpt.latest_step()
-  # Every host reads its first batch before the costly part (restore or init, compilation), so
-  # a host without its share of the data stops all hosts at once.
-  # The truncation check samples the mixture once, on a fresh start, on process 0 (in the data
-  # process when there is one).
-  truncation_check = truncation_check_examples if primary and latest is None else 0
-  batches = _host_batches(data, latest or 0, part.batch_sharding, batch_size, data_process,
-                          truncation_check)
+  # The data stream counts steps of this fine-tuning run; the state counts from the initial
+  # checkpoint's step (T5X), so the two differ by that step.
+  consumed = 0 if latest is None else int(ckpt.read_meta(latest)[0].get("step", latest))
+  primary = distributed.is_primary()
+  truncation = s.data.truncation_check_examples if primary and latest is None else 0
+  batches = _host_batches(data, consumed, part.batch_sharding, s.data.batch_size,
+                          s.data.data_process, truncation)
   try:
     if latest is not None:
-      state, data_state, _ = ckpt.restore(latest, abstract_with_shardings(state_shapes, state_sh),
-                                          expected_config=run_config)
+      tree, data_state, _ = ckpt.restore(
+          latest, abstract_with_shardings(shapes.as_tree(), shardings.as_tree()),
+          expected_config=run_config)
       data.check_resumable(data_state)
-      start = int(state["step"])
-      log.info("Resumed from %s/checkpoints/%d", model_dir, latest)
+      log.info("Resumed from %s/checkpoints/%d", s.model_dir, latest)
+      return TrainState.from_tree(tree), latest, latest - consumed, batches
+    path = s.checkpoint.initial_checkpoint_path
+    if path:
+      params = _load_initial_params(path, cfg, shardings.params)
     else:
-      if initial_checkpoint_path:
-        params = _load_initial_params(initial_checkpoint_path, cfg, param_sh, param_shapes)
-      else:
-        params = part.init_params(cfg, jax.random.key(seed))
-      opt_state = jax.jit(tx.init, out_shardings=state_sh["opt_state"])(params)
-      state = {"step": jax.device_put(jnp.int32(0), part.replicated), "params": params,
-               "opt_state": opt_state}
-      start = 0
-      if truncation_check and not isinstance(batches.source, ProcessBatches):
-        check_truncation(mixture_or_task_name, task_feature_lengths,
-                         max_examples=truncation_check)
+      params = part.init_params(cfg, jax.random.key(s.data.seed))
+    start = initial_checkpoint_step(path) or 0
+    state = initial_state(params, tx, shardings, start)
+    if truncation and not isinstance(batches.source, ProcessBatches):
+      check_truncation(s.data.mixture_or_task_name, s.data.task_feature_lengths,
+                       max_examples=truncation, use_cached=data.use_cached,
+                       cache_dirs=data.cache_dirs)
+    return state, start, start, batches
   except BaseException:
     batches.close()  # stop the input threads now, not when the traceback is collected
     raise
 
-  step_fn = jax.jit(make_train_step(cfg, tx, schedule, num_microbatches, z_loss,
-                                    loss_normalizing_factor, seed),
-                    in_shardings=(state_sh, part.batch_sharding),
-                    out_shardings=(state_sh, part.replicated), donate_argnums=0)
-  eval_fn = _make_eval(cfg, part, eval_max_examples) if eval_period else None
-  writer = MetricsWriter(model_dir, train_steps, start, enabled=primary, tensorboard=tensorboard,
-                         progress_bar=progress_bar)
-  lengths = dict(task_feature_lengths)
-  flops_per_step = flops.train_flops_per_step(cfg, batch_size, lengths["inputs"],
-                                              lengths["targets"], remat_policy="none")
-  peak = flops.peak_flops(jax.devices()[0].device_kind)
-  pending, window_start, last_good = [], time.perf_counter(), latest
-  losses = {}
 
-  def flush(step_now: int):
-    """Fetch the window's metrics, stop on a non-finite loss, write averaged records."""
-    nonlocal pending, window_start
-    if not pending:
+class _Progress:
+  """The steps since the last log record: their metrics are fetched, checked (a non-finite loss
+  or update stops training before anything past the last good checkpoint is saved), averaged
+  and written."""
+
+  def __init__(self, s: RunSettings, cfg: T5Config, target: int, start: int, base: int,
+               last_good: Optional[int]):
+    lengths = s.data.task_feature_lengths
+    self.writer = MetricsWriter(s.model_dir, target, start, enabled=distributed.is_primary(),
+                                tensorboard=s.log.tensorboard, progress_bar=s.log.progress_bar)
+    self.flops_per_step = flops.train_flops_per_step(cfg, s.data.batch_size, lengths["inputs"],
+                                                     lengths["targets"], remat_policy="none")
+    self.peak = flops.peak_flops(jax.devices()[0].device_kind)
+    self.model_dir, self.batch_size, self.base = s.model_dir, s.data.batch_size, base
+    self.pending, self.window_start = [], time.perf_counter()
+    self.last_good, self.losses = last_good, {}
+
+  def add(self, step: int, metrics) -> None:
+    self.pending.append((step, metrics))
+
+  def flush(self, step_now: int) -> None:
+    if not self.pending:
       return
-    fetched = jax.device_get([m for _, m in pending])
-    for (s, _), m in zip(pending, fetched):
-      if not (np.isfinite(m["loss"]) and np.isfinite(m["update_norm"])):
-        what = (f"Loss became {m['loss']}" if not np.isfinite(m["loss"])
-                else f"The parameter update became {m['update_norm']}")
-        raise NonFiniteLossError(
-            f"{what} at step {s}. Training stopped; the last good checkpoint "
-            f"is {'step ' + str(last_good) if last_good is not None else 'none'} in "
-            f"{model_dir}/checkpoints (nothing later was saved). Lower the learning rate or "
-            "check the data.")
-      losses[s] = float(m["loss"])
-    elapsed = time.perf_counter() - window_start
+    fetched = jax.device_get([m for _, m in self.pending])
+    for (step, _), m in zip(self.pending, fetched):
+      self._check_finite(step, m)
+      self.losses[step] = float(m["loss"])
+    elapsed = time.perf_counter() - self.window_start
     n = len(fetched)
     avg = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     tokens = sum(float(m["target_tokens"] + m["input_tokens"]) for m in fetched)
     record = {**avg, "seconds_per_step": elapsed / n, "tokens_per_sec": tokens / elapsed,
-              "examples_seen": step_now * batch_size}
-    if peak:
-      record["mfu"] = flops_per_step * n / elapsed / (peak * jax.device_count())
-    writer.write(step_now, record)
-    writer.progress(step_now, {"loss": avg["loss"], "acc": avg["accuracy"]})
-    pending, window_start = [], time.perf_counter()
+              "examples_seen": (step_now - self.base) * self.batch_size}
+    if self.peak:
+      record["mfu"] = self.flops_per_step * n / elapsed / (self.peak * jax.device_count())
+    self.writer.write(step_now, record)
+    self.writer.progress(step_now, {"loss": avg["loss"], "acc": avg["accuracy"]})
+    self.pending, self.window_start = [], time.perf_counter()
+
+  def _check_finite(self, step: int, m) -> None:
+    if np.isfinite(m["loss"]) and np.isfinite(m["update_norm"]):
+      return
+    what = (f"Loss became {m['loss']}" if not np.isfinite(m["loss"])
+            else f"The parameter update became {m['update_norm']}")
+    good = "none" if self.last_good is None else f"step {self.last_good}"
+    raise NonFiniteLossError(
+        f"{what} at step {step}. Training stopped; the last good checkpoint is {good} in "
+        f"{self.model_dir}/checkpoints (nothing later was saved). Lower the learning rate or "
+        "check the data.")
+
+
+def _loop(state: TrainState, start: int, step_fn, batches, part: Partitioner, data: TrainData,
+          ckpt: Checkpointer, run_config: dict, progress: _Progress, evaluate, s: RunSettings,
+          target: int, base: int):
+  """Steps `start` -> `target`: (final state, its step, the signal that stopped it or None)."""
+  latest = ckpt.latest_step()
 
   def save(step_now: int, force: bool = False):
-    nonlocal last_good
-    flush(step_now)  # never save a state whose losses were not checked
-    ckpt.save(step_now, state, data.state(step_now), run_config, force=force)
-    last_good = step_now
+    progress.flush(step_now)  # never save a state whose losses were not checked
+    ckpt.save(step_now, state.as_tree(), data.state(step_now - base), run_config, force=force)
+    progress.last_good = step_now
 
   step = start
   with part.activate(), _Preemption() as preempt, contextlib.closing(batches):
-    while step < train_steps:
-      batch = distributed.global_batch(next(batches), part.batch_sharding, batch_size)
+    while step < target:
+      batch = hosts.global_batch(next(batches), part.batch_sharding, batches.num_slices)
       state, metrics = step_fn(state, batch)
       step += 1
-      pending.append((step, metrics))
-      if step % log_period == 0 or step == train_steps:
-        flush(step)
-      if eval_fn is not None and step % eval_period == 0:
-        writer.write(step, eval_fn(state["params"], eval_mixture_or_task_name
-                                   or mixture_or_task_name, lengths, batch_size, eval_batches),
-                     prefix="eval")
-      if step % checkpoint_period == 0 and step != train_steps:
+      progress.add(step, metrics)
+      if step % s.log.period == 0 or step == target:
+        progress.flush(step)
+      if evaluate is not None and step % s.eval.period == 0:
+        progress.writer.write(step, evaluate(state.params), prefix="eval")
+      if step % s.checkpoint.period == 0 and step != target:
         save(step)
       if preempt.stop_at(step):
         log.warning("%s received: saving a checkpoint at step %d and exiting.", preempt.signal,
@@ -332,24 +366,23 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         save(step, force=True)
         break
     else:
-      if latest != train_steps:
+      if latest != target:
         save(step, force=True)
-  ckpt.close()
-  writer.close()
-  return {"step": step, "losses": losses, "params": state["params"],
-          "preempted": preempt.signal}
+  return state, step, preempt.signal
 
 
 def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int,
                   data_process: bool = True, truncation_check: int = 0):
-  """This process's slice of every batch from `start` on. The first batch is read before any
-  collective, and every process learns if some host has no data, instead of waiting for it.
-  With `data_process`, the SeqIO pipeline runs in a child process (t0jax/train/data_process.py)."""
-  error, first, it = None, None, None
+  """This process's slice of every batch from data step `start` on. The first batch is read
+  before any collective, and every process learns if some host has no data, instead of waiting
+  for it. With `data_process`, the SeqIO pipeline runs in a child process
+  (t0jax/train/data_process.py)."""
+  error, first, it, count = None, None, None, 1
   try:
-    index, count = distributed.host_data_slice(batch_sharding, batch_size)
+    index, count = hosts.host_data_slice(batch_sharding, batch_size)
     if data_process:
-      get_mixture_or_task(data.mixture_or_task_name)  # a typo fails here, not in the child
+      from t0jax.catalog import get_task_or_mixture
+      get_task_or_mixture(data.mixture_or_task_name)  # a typo fails here, not in the child
       it = ProcessBatches(data, start, index, count,
                           truncation_check_examples=truncation_check)
       try:
@@ -367,16 +400,16 @@ def _host_batches(data: TrainData, start: int, batch_sharding, batch_size: int,
     error = e
     if it is not None:
       it.close()
-  distributed.raise_if_any_failed(error, "reading the first batch")
-  return _FirstThenRest(first, it)
+  hosts.raise_if_any_failed(error, "reading the first batch")
+  return _FirstThenRest(first, it, count)
 
 
 class _FirstThenRest:
   """`first`, then the rest of a batch generator; `close()` also stops the generator's input
   threads (left running, they would outlive a failed `train` inside its traceback)."""
 
-  def __init__(self, first, rest):
-    self._first, self._rest = [first], rest
+  def __init__(self, first, rest, num_slices: int):
+    self._first, self._rest, self.num_slices = [first], rest, num_slices
 
   @property
   def source(self):
@@ -392,45 +425,78 @@ class _FirstThenRest:
     self._rest.close()
 
 
-def _make_eval(cfg: T5Config, part: Partitioner, max_examples: Optional[int]):
-  """Periodic evaluation. A mixture or task of score-eval (answer-choice) tasks is evaluated by
-  rank classification with t0jax's evaluator (per-dataset median accuracy over original-task
-  prompts); anything else by loss and token accuracy on its validation split."""
-  model = Transformer(cfg)
+def _make_eval(cfg: T5Config, part: Partitioner, s: RunSettings):
+  """The periodic evaluation, params -> figures, of EVAL_MIXTURE_OR_TASK_NAME (default: the
+  training mixture), as `train.eval_mode` says: 'rank' is rank classification by t0jax's
+  evaluator (per-dataset median accuracy over original-task prompts), 'loss' the validation
+  loss and token accuracy, 'auto' rank when every task of the mixture has answer choices."""
+  name = s.eval.mixture_or_task_name or s.data.mixture_or_task_name
+  mode = s.eval.mode
+  if mode == "auto":
+    mode = "rank" if all_tasks_have_choices(name) else "loss"
+  log.info("Evaluating %s every %d steps (%s).", name, s.eval.period,
+           "rank classification" if mode == "rank" else "validation loss")
+  model = EncoderDecoderModel.from_config(cfg)
+  if mode == "rank":
+    return lambda params: _rank_eval(model, params, part, name, s)
+  return _loss_eval(model, part, name, s)
+
+
+def all_tasks_have_choices(name: str) -> bool:
+  """Whether every task of a mixture (or the task) yields answer choices: the catalogue's
+  score-eval tasks, or any task whose examples carry `choices`/`answer_choices`."""
+  from t0jax.evaluate.evaluator import resolve_tasks
+  return all(_has_choices(task) for task in resolve_tasks(name))
+
+
+def _has_choices(task) -> bool:
+  import t0jax.catalog as catalog
+  try:
+    return bool(catalog.task_info(task.name).score_eval)
+  except KeyError:
+    pass
+  try:
+    spec = task.get_dataset(sequence_length=None, split="validation", shuffle=False,
+                            num_epochs=1).element_spec
+  except Exception:  # noqa: BLE001 - a task without a validation split cannot be rank-scored
+    return False
+  return "choices" in spec or "answer_choices" in spec
+
+
+def _rank_eval(model: EncoderDecoderModel, params, part: Partitioner, name: str,
+               s: RunSettings) -> dict:
+  from t0jax.evaluate.evaluator import evaluate
+  results = evaluate(model.module, params, model.config, name, batch_size=s.data.batch_size,
+                     max_examples=s.eval.max_examples, partitioner=part)
+  out = {}
+  for dataset, entry in results["datasets"].items():
+    group = entry.get("original_task") or {}
+    acc = group.get("accuracy") or entry.get("all_prompts", {}).get("accuracy")
+    if isinstance(acc, dict):
+      out[f"{dataset}/median_accuracy"] = acc["median"]
+  if out:
+    out["median_accuracy_mean_over_datasets"] = float(np.mean(list(out.values())))
+  return out
+
+
+def _loss_eval(model: EncoderDecoderModel, part: Partitioner, name: str, s: RunSettings):
+  """Loss and token accuracy over EVAL_STEPS batches of the validation split (no z-loss, no
+  label smoothing: the plain cross entropy, comparable across runs)."""
 
   @jax.jit
-  def loss_fn(params, batch):
-    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
-                         batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"))
-    w = batch.get("decoder_loss_weights", batch["decoder_target_tokens"] > 0)
-    loss, _ = cross_entropy_with_z_loss(logits, batch["decoder_target_tokens"], w)
-    correct = (jnp.argmax(logits, -1) == batch["decoder_target_tokens"]) * w
-    return loss.sum(), correct.sum(), w.sum()
+  def sums(params, batch):
+    _, aux = model.loss_sums(params, batch)
+    return aux["loss_sum"], aux["correct"], aux["weight"]
 
-  def rank(params, name, batch_size):
-    from t0jax.evaluate.evaluator import evaluate
-    results = evaluate(model, params, cfg, name, batch_size=batch_size,
-                       max_examples=max_examples, partitioner=part)
-    out = {}
-    for dataset, entry in results["datasets"].items():
-      group = entry.get("original_task") or {}
-      acc = group.get("accuracy") or entry.get("all_prompts", {}).get("accuracy")
-      if isinstance(acc, dict):
-        out[f"{dataset}/median_accuracy"] = acc["median"]
-    if out:
-      out["median_accuracy_mean_over_datasets"] = float(np.mean(list(out.values())))
-    return out
-
-  def run(params, name, lengths, batch_size, num_batches):
-    if name.endswith("score_eval"):
-      return rank(params, name, batch_size)
-    data = TrainData(name, lengths, batch_size, split="validation", shuffle=False)
-    it = data.host_batches(0, *distributed.host_data_slice(part.batch_sharding, batch_size))
-    tot = np.zeros(3)
-    for _ in range(num_batches):
-      batch = distributed.global_batch(next(it), part.batch_sharding, batch_size)
-      tot += np.array(jax.device_get(loss_fn(params, batch)), np.float64)
-    return {"loss": tot[0] / max(tot[2], 1), "accuracy": tot[1] / max(tot[2], 1)}
+  def run(params) -> dict:
+    data = TrainData(name, s.data.task_feature_lengths, s.data.batch_size, split="validation",
+                     shuffle=False)
+    index, count = hosts.host_data_slice(part.batch_sharding, s.data.batch_size)
+    total = np.zeros(3)
+    with contextlib.closing(data.host_batches(0, index, count)) as it:
+      for _ in range(s.eval.steps):
+        batch = hosts.global_batch(next(it), part.batch_sharding, count)
+        total += np.array(jax.device_get(sums(params, batch)), np.float64)
+    return {"loss": total[0] / max(total[2], 1), "accuracy": total[1] / max(total[2], 1)}
 
   return run

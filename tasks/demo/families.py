@@ -16,6 +16,7 @@ SIZES = {
     "news": {"train": 4000, "validation": 200},
     "facts": {"train": 3000, "validation": 200},
     "pairs": {"train": 3000, "validation": 200},
+    "people": {"train": 4000, "validation": 200},
     "story": {"train": 1000, "validation": 200},
 }
 
@@ -51,7 +52,7 @@ def _review(rng: random.Random, label: int) -> dict:
     product = rng.choice(L.PRODUCTS)
     opener = rng.choice(L.POSITIVE_OPENERS if label else L.NEGATIVE_OPENERS)
     sentences = [opener.format(p=product)]
-    sentences += [_fill(rng, p) for p in _draw(rng, L.REVIEW_FILLERS, _num_fillers(rng, 30))]
+    sentences += [_fill(rng, p) for p in _draw(rng, L.REVIEW_FILLERS, _num_fillers(rng, 10))]
     if rng.random() < 0.7:
         sentences.append(rng.choice(L.POSITIVE_CLOSERS if label else L.NEGATIVE_CLOSERS))
     return {"product": product, "text": " ".join(sentences), "label": label}
@@ -64,7 +65,7 @@ def _news(rng: random.Random, label: int) -> dict:
                      company2=companies[1], score=f"{rng.randint(1, 5)}-{rng.randint(0, 4)}",
                      animal=rng.choice(L.ANIMALS), planet=rng.choice(L.PLANETS),
                      region=rng.choice(L.REGIONS))
-    extra = _num_fillers(rng, 16)
+    extra = _num_fillers(rng, 8)
     n_topical = 1 + sum(rng.random() < 0.4 for _ in range(extra))
     sentences = [topical(p) for p in _draw(rng, L.TOPIC_SENTENCES[label], n_topical)]
     for pattern in _draw(rng, L.NEWS_FILLERS, extra - n_topical + 1):
@@ -77,13 +78,13 @@ def _facts(rng: random.Random, label: int) -> dict:
     for person in rng.sample(L.NAMES, rng.randint(2, 6)):
         positive, negative, objects = rng.choice(L.FACT_FRAMES)
         obj = rng.choice(objects)
-        stated.append((positive.format(x=person, o=obj), negative.format(x=person, o=obj)))
-    sentences = [s for s, _ in stated]
-    for pattern in _draw(rng, L.FACT_FILLERS, _num_fillers(rng, 9)):
+        stated.append((person, positive.format(x=person, o=obj), negative.format(x=person, o=obj)))
+    sentences = [s for _, s, _ in stated]
+    for pattern in _draw(rng, L.FACT_FILLERS, _num_fillers(rng, 6)):
         sentences.insert(rng.randint(0, len(sentences)), _fill(rng, pattern))
-    positive, negative = rng.choice(stated)
+    person, positive, negative = rng.choice(stated)
     return {"premise": " ".join(sentences), "hypothesis": negative if label else positive,
-            "label": label}
+            "subject": person, "label": label}
 
 
 def _pair(rng: random.Random, label: int) -> dict:
@@ -102,22 +103,43 @@ def _pair(rng: random.Random, label: int) -> dict:
         sentence2 = f"{when[0].upper()}{when[1:]}, {subject} {second.format(**fixed)}."
     else:
         sentence2 = f"{subject} {second.format(**fixed)} {when}."
-    return {"sentence1": sentence1, "sentence2": sentence2, "label": label}
+    return {"sentence1": sentence1, "sentence2": sentence2, "subject": subject, "label": label}
+
+
+def _people(rng: random.Random, label: int) -> dict:
+    """A passage about 2-4 people, one fact each, and a question whose answer is one of them."""
+    del label  # the answer's position is drawn with the people
+    people = rng.sample(L.NAMES, rng.randint(2, 4))
+    facts = []
+    for person, (positive, _, objects) in zip(people, rng.sample(L.FACT_FRAMES, len(people))):
+        facts.append((person, positive.format(x=person, o=rng.choice(objects))))
+    sentences = [fact for _, fact in facts]
+    for pattern in _draw(rng, L.FACT_FILLERS, _num_fillers(rng, 4)):
+        sentences.insert(rng.randint(0, len(sentences)), _fill(rng, pattern))
+    person, fact = rng.choice(facts)
+    # "Maria lives in Oslo." -> "Who lives in Oslo?"
+    question = "Who" + fact[len(person):-1] + "?"
+    return {"passage": " ".join(sentences), "question": question, "evidence": fact,
+            "people": people, "label": people.index(person)}
 
 
 def _story(rng: random.Random, label: int) -> dict:
+    """A situation about one person and 2-4 endings that differ only in who acts: the gold
+    ending's person is the one in the context, the others are people it never mentions."""
     del label  # the gold ending's position is drawn with the endings
-    index = rng.randrange(len(L.STORY_SITUATIONS))
-    context, ending = L.STORY_SITUATIONS[index]
-    others = [e for i, (_, e) in enumerate(L.STORY_SITUATIONS) if i != index]
-    endings = rng.sample(others, rng.randint(1, 3)) + [ending]
-    rng.shuffle(endings)
-    return {"context": context.format(x=rng.choice(L.NAMES), pr="they"), "endings": endings,
-            "label": endings.index(ending)}
+    situation, ending = rng.choice(L.STORY_SITUATIONS)
+    person, *others = rng.sample(L.NAMES, 4)
+    people = [person] + others[:rng.randint(1, 3)]
+    rng.shuffle(people)
+    context = situation.format(x=person)
+    if rng.random() < 0.5:
+        context = f"{rng.choice(L.STORY_SETTINGS)} {context}"
+    return {"context": context, "endings": [ending.format(x=p) for p in people],
+            "label": people.index(person)}
 
 
 _MAKERS = {"reviews": (_review, 2), "news": (_news, 4), "facts": (_facts, 2),
-           "pairs": (_pair, 2), "story": (_story, 1)}
+           "pairs": (_pair, 2), "people": (_people, 1), "story": (_story, 1)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -158,17 +180,25 @@ def news(split: str) -> list:
 
 
 def facts(split: str) -> list:
-    """Facts about people and a hypothesis; label 0 entailment (a stated fact), 1 not
-    entailment (a stated fact, negated)."""
+    """Facts about people and a hypothesis about one of them (`subject`); label 0 entailment (a
+    stated fact), 1 not entailment (a stated fact, negated)."""
     return list(generate("facts", split))
 
 
 def pairs(split: str) -> list:
-    """Sentence pairs; label 1 paraphrase (the verb swapped for a synonym, maybe reordered),
+    """Sentence pairs about one person (`subject`); label 1 paraphrase (the verb swapped for a synonym, maybe reordered),
     0 not a paraphrase (the second sentence says the event did not happen)."""
     return list(generate("pairs", split))
 
 
+def people(split: str) -> list:
+    """Extractive QA: a passage stating one fact about each of 2-4 `people` and a question
+    (`Who lives in Oslo?`) answered by one of them (`label`, an index into `people`); `evidence`
+    is the passage's sentence that answers it."""
+    return list(generate("people", split))
+
+
 def story(split: str) -> list:
-    """Held-out sentence completion: a situation and 2-4 endings, one sensible (`label`)."""
+    """Held-out sentence completion: a situation about a person and 2-4 endings, one of which
+    (`label`) continues with that person."""
     return list(generate("story", split))

@@ -144,22 +144,28 @@ TIMES = ["on {day}", "last {season}", "yesterday", "early in the morning", "afte
          "late at night", "in {n} minutes"]
 
 # ---- story (held-out: sentence completion) -----------------------------------------------------
-# (context, correct ending); distractors are endings of other situations.
+# (situation, ending). Every ending starts with the situation's person: the gold ending continues
+# the story of the person in the context, the distractors give the same ending to people the
+# context never mentions. None of this wording occurs in the held-in families (a test checks).
 STORY_SITUATIONS = [
-    ("{x} was thirsty after the long run, so {pr}", "drank a large glass of water."),
-    ("{x} heard the baby crying upstairs, so {pr}", "went up to comfort the child."),
-    ("{x} noticed the plants were drying out, so {pr}", "watered them with the hose."),
-    ("{x} missed the last bus home, so {pr}", "called a taxi to get back."),
-    ("{x} spilled coffee on the desk, so {pr}", "wiped it up with a cloth."),
-    ("{x} could not read the small print, so {pr}", "put on a pair of glasses."),
-    ("{x} felt cold in the drafty hall, so {pr}", "zipped up a warm jacket."),
-    ("{x} found the room too dark to read, so {pr}", "switched on the lamp."),
-    ("{x} forgot the umbrella and it started to rain, so {pr}", "ran to shelter under a tree."),
-    ("{x} had a toothache for three days, so {pr}", "booked a visit to the dentist."),
-    ("{x} wanted to learn to cook, so {pr}", "signed up for a cooking class."),
-    ("{x} locked the keys inside the car, so {pr}", "phoned a locksmith for help."),
-    ("{x} saw smoke coming from the oven, so {pr}", "turned off the oven at once."),
-    ("{x} was late for the train, so {pr}", "ran all the way to the platform."),
-    ("{x} found a wallet on the pavement, so {pr}", "handed it in at the police station."),
-    ("{x} had a big exam the next morning, so {pr}", "studied late into the evening."),
+    ("{x} was thirsty after the long run.", "{x} drank a large glass of water."),
+    ("{x} heard the baby crying upstairs.", "{x} went up to comfort the child."),
+    ("{x} noticed the plants were drying out.", "{x} watered them with the hose."),
+    ("{x} missed the last bus home.", "{x} called a taxi to get back."),
+    ("{x} spilled coffee on the desk.", "{x} wiped it up with a cloth."),
+    ("{x} could not read the small print.", "{x} put on a pair of glasses."),
+    ("{x} felt cold in the drafty hall.", "{x} zipped up a warm jacket."),
+    ("{x} found the room too dark to read.", "{x} switched on the lamp."),
+    ("{x} forgot the umbrella and it started to rain.", "{x} ran to shelter under a tree."),
+    ("{x} had a toothache for three days.", "{x} booked a visit to the dentist."),
+    ("{x} wanted to learn to cook.", "{x} signed up for a cooking class."),
+    ("{x} locked the keys inside the car.", "{x} phoned a locksmith for help."),
+    ("{x} saw smoke coming from the oven.", "{x} turned off the oven at once."),
+    ("{x} was late for the train.", "{x} ran all the way to the platform."),
+    ("{x} found a wallet on the pavement.", "{x} handed it in at the police station."),
+    ("{x} had a big exam the next morning.", "{x} studied late into the evening."),
 ]
+# A second, name-free sentence some contexts get, so the person is not always the first word.
+STORY_SETTINGS = ["It had been a long and tiring week.", "The evening was unusually quiet.",
+                  "Nobody else was around at the time.", "It was the first warm day of the year.",
+                  "The power had been flickering all afternoon.", "It was almost midnight."]
