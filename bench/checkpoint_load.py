@@ -95,7 +95,7 @@ def _run(mode: str, root: str) -> dict:
   done = subprocess.run([sys.executable, __file__, "--worker", mode, "--dir", root],
                         capture_output=True, text=True,
                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
-  line = [l for l in done.stdout.splitlines() if l.startswith(RESULT)]
+  line = [s for s in done.stdout.splitlines() if s.startswith(RESULT)]
   if done.returncode or not line:
     raise SystemExit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
   return json.loads(line[-1][len(RESULT):])

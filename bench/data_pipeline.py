@@ -4,8 +4,11 @@ consumed by the compiled train step, for the demo experiment, in one run.
 
   python bench/data_pipeline.py              # demo.gin: demo_train, its BATCH_SIZE x (512, 32) packed rows
   python bench/data_pipeline.py --batches 40 --json out.json
+  python bench/data_pipeline.py --cached     # the same pipeline from a SeqIO cache vs live
 
-The last line is `ratio pipeline/train-step examples/s: X.XXx` (above 1: the step waits on nothing).
+The last line is `ratio pipeline/train-step examples/s: X.XXx` (above 1: the step waits on nothing);
+with --cached, `ratio cached/live pipeline examples/s: X.XXx` (the cache is written first, in
+seqio's format, from the first --cache_examples examples of each task's train split).
 """
 import argparse
 import json
@@ -24,11 +27,56 @@ def _examples(batch) -> int:
   return int(sum(len(np.unique(row[row > 0])) for row in batch["encoder_segment_ids"]))
 
 
+def _pipeline_rate(data, batches: int):
+  """(examples/s over `batches` batches after the first, seconds to the first batch, first)."""
+  t0 = time.perf_counter()
+  it = data.host_batches()
+  first = next(it)
+  startup = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  produced = sum(_examples(next(it)) for _ in range(batches))
+  return produced / (time.perf_counter() - t0), startup, first
+
+
+def _cached_vs_live(data, args) -> None:
+  """The mixture read from a SeqIO cache of its tasks against the live (rendering) pipeline."""
+  import dataclasses
+  import tempfile
+  import seqio
+  from t0jax.data import caches
+  from t0jax.catalog import get_task_or_mixture
+  cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="t0jax_bench_cache_")
+  t0 = time.perf_counter()
+  for task in get_task_or_mixture(data.mixture_or_task_name).tasks:
+    if not os.path.exists(os.path.join(cache_dir, task.name, "COMPLETED")):
+      caches.write_cache(task, data.split, cache_dir, max_examples=args.cache_examples)
+  print(f"cache: {cache_dir} ({args.cache_examples} examples per task; "
+        f"{time.perf_counter() - t0:.1f} s to write what was missing)")
+  seqio.add_global_cache_dirs([cache_dir])
+  live_rate, live_start, _ = _pipeline_rate(data, args.batches)
+  cached = dataclasses.replace(data, use_cached=True, cache_dirs=(cache_dir,))
+  cached_rate, cached_start, _ = _pipeline_rate(cached, args.batches)
+  figures = {"live_examples_per_s": live_rate, "live_startup_s": live_start,
+             "cached_examples_per_s": cached_rate, "cached_startup_s": cached_start,
+             "ratio": cached_rate / live_rate}
+  print(f"live:   {live_rate:9.1f} examples/s (first batch after {live_start:.1f} s)")
+  print(f"cached: {cached_rate:9.1f} examples/s (first batch after {cached_start:.1f} s)")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(figures, f, indent=2)
+  print(f"ratio cached/live pipeline examples/s: {figures['ratio']:.2f}x")
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--batches", type=int, default=30)
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--json")
+  p.add_argument("--cached", action="store_true",
+                 help="compare the pipeline reading a SeqIO cache with the live one")
+  p.add_argument("--cache_examples", type=int, default=1000,
+                 help="--cached: examples per task written to the cache")
+  p.add_argument("--cache_dir", help="--cached: reuse (or fill) this cache directory")
   args = p.parse_args()
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
   import gin
@@ -36,7 +84,7 @@ def main() -> None:
   from t0jax.cli import gin_flags as gin_utils
   from t0jax.train import optim
   from t0jax.train.input_pipeline import TrainData
-  from t0jax.model import T5Config, init_params
+  from t0jax.model import init_params
   from t0jax.train.state import TrainState
   from t0jax.train.trainer import make_train_step
   import t0jax.catalog  # noqa: F401
@@ -44,17 +92,14 @@ def main() -> None:
   name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
   lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
   batch_size = gin.query_parameter("%BATCH_SIZE")
-  cfg = gin.get_configurable(T5Config)()
+  from t0jax.model import config as model_config
+  cfg = gin.get_configurable(model_config.configure)()  # the model the gin file binds
 
   shards = gin.query_parameter("%NUM_VIRTUAL_SHARDS")
   data = TrainData(name, lengths, batch_size, seed=0, num_virtual_shards=shards)
-  t0 = time.perf_counter()
-  it = data.host_batches()
-  first = next(it)
-  startup = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  produced = sum(_examples(next(it)) for _ in range(args.batches))
-  pipe_rate = produced / (time.perf_counter() - t0)
+  if args.cached:
+    return _cached_vs_live(data, args)
+  pipe_rate, startup, first = _pipeline_rate(data, args.batches)
 
   schedule = optim.constant_schedule(1e-3)
   tx = optim.adafactor(schedule)

@@ -52,7 +52,8 @@ class DatasetSpec:
     templates_path: str
     prompts: tuple  # PromptInfo, in file order (sorted by name for promptsource's)
     file: str
-    # {field name the templates use: field name in today's data}, for hub renames since 2021
+    # {field name the templates use: today's field name, or {field, values} when the class ids
+    # were reordered too}, for hub renames since 2021 (t0jax.prompts.prepare_example)
     field_aliases: dict = dataclasses.field(default_factory=dict)
     prompt_collection: str = "t0jax"  # or "promptsource" (tasks/t0.py swaps the prompts in)
 
@@ -172,9 +173,11 @@ def _spec(path: str, i: int, entry, prompts_root: str, families) -> DatasetSpec:
 
     aliases = entry.get("field_aliases") or {}
     if not isinstance(aliases, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+            isinstance(k, str) and _valid_alias(v) for k, v in aliases.items()):
         fail(f"`field_aliases` must map a field name the templates use to the dataset's current "
-             f"field name (e.g. {{label_coarse: coarse_label}}), got {aliases!r}.")
+             f"field name, or to {{field: NAME, values: [old id of each current id]}} when the "
+             f"class ids were reordered too (e.g. {{label_coarse: coarse_label}}), got "
+             f"{aliases!r}.")
 
     tpath = templates_path(prompts_root, dataset, subset)
     prompts = _prompts(path, label, tpath, dataset, subset)
@@ -207,6 +210,14 @@ def _prompts(path: str, label: str, tpath: str, dataset: str, subset: Optional[s
     if not loaded.templates:
         raise CatalogError(f"{path}: dataset {label}: {tpath} holds no templates.")
     return prompt_infos(loaded)
+
+
+def _valid_alias(value) -> bool:
+    if isinstance(value, str):
+        return True
+    return (isinstance(value, dict) and set(value) == {"field", "values"}
+            and isinstance(value["field"], str) and isinstance(value["values"], list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value["values"]))
 
 
 def prompt_infos(loaded) -> tuple:

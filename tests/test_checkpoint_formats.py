@@ -5,6 +5,7 @@
 `flax.serialization.to_bytes` in HF's Flax T5 layout, T5X checkpoints from tensorstore in T5X's
 layout. Models are tiny and random; nothing downloads.
 """
+
 import json
 import os
 import pickle
@@ -25,24 +26,37 @@ from t0jax.checkpoints import CheckpointError, hf, t5x, torch_bin
 from t0jax.cli import convert, predict
 from test_predict_cli import QUESTION, _train_vocab, tzero_scores
 from t0jax.data.vocab import Vocabulary
-from t0jax.model import init_params
+from t0jax.model import EncoderDecoderModel, init_params
 
 transformers.logging.set_verbosity_error()
 
-DIMS = dict(vocab_size=128, d_model=32, d_kv=8, num_heads=4, d_ff=48, num_layers=2,
-            num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-            relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
-            decoder_start_token_id=0)
+DIMS = dict(
+  vocab_size=128,
+  d_model=32,
+  d_kv=8,
+  num_heads=4,
+  d_ff=48,
+  num_layers=2,
+  num_decoder_layers=3,
+  feed_forward_proj="gated-gelu",
+  tie_word_embeddings=False,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+  dropout_rate=0.0,
+  decoder_start_token_id=0,
+)
 CHOICES = ["yes", "no", "maybe"]
 
 
-def _model(config_cls=transformers.T5Config, model_cls=transformers.T5ForConditionalGeneration,
-           **dims):
+def _model(
+  config_cls=transformers.T5Config, model_cls=transformers.T5ForConditionalGeneration, **dims
+):
   torch.manual_seed(0)
   model = model_cls(config_cls(**{**DIMS, **dims})).eval()
   # v1.1 checkpoints (and T0) have their own head; transformers 5 ties it at init.
-  model.lm_head.weight = torch.nn.Parameter(torch.randn(model.config.vocab_size,
-                                                        model.config.d_model))
+  model.lm_head.weight = torch.nn.Parameter(
+    torch.randn(model.config.vocab_size, model.config.d_model)
+  )
   return model
 
 
@@ -71,8 +85,18 @@ def _state_dict(model):
 
 
 def _predict_scores(capsys, directory, *extra):
-  rc = predict.main(["--checkpoint", str(directory), "--input", QUESTION, "--choices",
-                     "|||".join(CHOICES), "--json", *map(str, extra)])
+  rc = predict.main(
+    [
+      "--checkpoint",
+      str(directory),
+      "--input",
+      QUESTION,
+      "--choices",
+      "|||".join(CHOICES),
+      "--json",
+      *map(str, extra),
+    ]
+  )
   out, err = capsys.readouterr()
   assert rc == 0, err
   return np.array(json.loads(out)["scores"])
@@ -86,25 +110,30 @@ def _expected(model, vocab_file):
 # pytorch_model.bin
 
 
-def test_torch_save_bin_scores_equal_transformers_summed_log_probs(tmp_path, model, vocab_file,
-                                                                   capsys):
+def test_torch_save_bin_scores_equal_transformers_summed_log_probs(
+  tmp_path, model, vocab_file, capsys
+):
   directory = _hf_dir(tmp_path / "t0", model, vocab_file)
   torch.save(_state_dict(model), directory / "pytorch_model.bin")
   assert checkpoints.read_config(directory).format == "torch_bin"
-  np.testing.assert_allclose(_predict_scores(capsys, directory), _expected(model, vocab_file),
-                             atol=1e-3, rtol=0)
+  np.testing.assert_allclose(
+    _predict_scores(capsys, directory), _expected(model, vocab_file), atol=1e-3, rtol=0
+  )
 
 
 def _shard_by_hand(directory, state):
   """Two shards and an index, as the hub's sharded pytorch_model.bin files are."""
   names = sorted(state)
-  shards = {"pytorch_model-00001-of-00002.bin": names[:len(names) // 2],
-            "pytorch_model-00002-of-00002.bin": names[len(names) // 2:]}
+  shards = {
+    "pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+    "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :],
+  }
   for file, keys in shards.items():
     torch.save({k: state[k] for k in keys}, directory / file)
   weight_map = {k: file for file, keys in shards.items() for k in keys}
-  (directory / "pytorch_model.bin.index.json").write_text(json.dumps(
-      {"metadata": {"total_size": 0}, "weight_map": weight_map}))
+  (directory / "pytorch_model.bin.index.json").write_text(
+    json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map})
+  )
   return weight_map
 
 
@@ -127,8 +156,33 @@ def test_half_precision_bin_tensors_are_read_exactly(tmp_path, model, vocab_file
   _, params = torch_bin.load_params(directory)
   q = state["decoder.block.2.layer.1.EncDecAttention.q.weight"].float().numpy()
   np.testing.assert_array_equal(
-      params["decoder"]["layers_2"]["encoder_decoder_attention"]["query"]["kernel"],
-      q.T.reshape(32, 4, 8))
+    params["decoder"]["layers_2"]["encoder_decoder_attention"]["query"]["kernel"],
+    q.T.reshape(32, 4, 8),
+  )
+
+
+def test_blockwise_transposed_reads_equal_whole_reads_and_land_in_their_shardings(
+  tmp_path, model, vocab_file, monkeypatch
+):
+  directory = _hf_dir(tmp_path, model, vocab_file)
+  torch.save(_state_dict(model), directory / "pytorch_model.bin")
+  _, whole = checkpoints.load(directory)[:2]
+  monkeypatch.setattr(hf, "_BLOCK_BYTES", 3 * 32 * 4)  # 3 rows a block: ragged last blocks
+  monkeypatch.setattr(hf, "_TILE", 5)
+  cfg = checkpoints.read_config(directory).cfg
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
+  spec = lambda shape: jax.sharding.PartitionSpec(
+    *["data" if i == 0 and n % 4 == 0 else None for i, n in enumerate(shape)]
+  )
+  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+  shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, spec(s.shape)), shapes)
+  _, placed, _ = checkpoints.load(directory, shardings=shardings)
+  jax.tree.map(np.testing.assert_array_equal, placed, whole)
+  jax.tree.map(lambda x, s: assert_same_sharding(x.sharding, s), placed, shardings)
+
+
+def assert_same_sharding(a, b):
+  assert a.is_equivalent_to(b, 2) if hasattr(a, "is_equivalent_to") else a == b
 
 
 def test_strided_and_storage_sharing_tensors_are_rebuilt_like_torch(tmp_path):
@@ -157,8 +211,9 @@ def test_pickle_calling_anything_else_is_refused_before_it_runs(tmp_path, call):
   directory.mkdir()
   (directory / "config.json").write_text(json.dumps({"model_type": "t5"}))
   with zipfile.ZipFile(directory / "pytorch_model.bin", "w") as z:
-    z.writestr("archive/data.pkl", pickle.dumps({"shared.weight": _Payload(fn, command)},
-                                                protocol=2))
+    z.writestr(
+      "archive/data.pkl", pickle.dumps({"shared.weight": _Payload(fn, command)}, protocol=2)
+    )
   with pytest.raises(CheckpointError) as err:
     checkpoints.load(directory)
   message = str(err.value)
@@ -169,8 +224,9 @@ def test_pickle_calling_anything_else_is_refused_before_it_runs(tmp_path, call):
 
 def test_legacy_pre_zip_bin_is_refused_with_how_to_convert(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
-  torch.save(_state_dict(model), directory / "pytorch_model.bin",
-             _use_new_zipfile_serialization=False)
+  torch.save(
+    _state_dict(model), directory / "pytorch_model.bin", _use_new_zipfile_serialization=False
+  )
   with pytest.raises(CheckpointError, match=r"pytorch_model.bin: not a zip archive.*torch.save"):
     checkpoints.load(directory)
 
@@ -179,7 +235,7 @@ def test_truncated_bin_is_reported_as_corrupt(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
   path = directory / "pytorch_model.bin"
   torch.save(_state_dict(model), path)
-  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+  path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
   with pytest.raises(CheckpointError, match=r"pytorch_model.bin: .*(corrupt|truncated)"):
     checkpoints.load(directory)
 
@@ -188,28 +244,38 @@ def test_shard_missing_and_index_naming_absent_tensors_are_reported(tmp_path, mo
   directory = _hf_dir(tmp_path, model, vocab_file)
   weight_map = _shard_by_hand(directory, _state_dict(model))
   index = directory / "pytorch_model.bin.index.json"
-  index.write_text(json.dumps({"weight_map": {**weight_map, "extra.weight":
-                                              "pytorch_model-00002-of-00002.bin"}}))
-  with pytest.raises(CheckpointError, match=r"index.json names 1 tensor\(s\) no shard holds.*"
-                                            r"extra.weight"):
+  index.write_text(
+    json.dumps({"weight_map": {**weight_map, "extra.weight": "pytorch_model-00002-of-00002.bin"}})
+  )
+  with pytest.raises(
+    CheckpointError,
+    match=r"index.json names 1 tensor\(s\) no shard holds.*"
+    r"extra.weight",
+  ):
     checkpoints.load(directory)
   (directory / "pytorch_model-00002-of-00002.bin").unlink()
-  with pytest.raises(CheckpointError, match="lists shard pytorch_model-00002-of-00002.bin, "
-                                            "which is missing"):
+  with pytest.raises(
+    CheckpointError, match="lists shard pytorch_model-00002-of-00002.bin, which is missing"
+  ):
     checkpoints.load(directory)
 
 
 def test_unknown_tensor_and_shape_mismatch_are_named(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
   state = _state_dict(model)
-  torch.save({**state, "encoder.block.0.layer.0.SelfAttention.gate.weight": torch.zeros(2)},
-             directory / "pytorch_model.bin")
+  torch.save(
+    {**state, "encoder.block.0.layer.0.SelfAttention.gate.weight": torch.zeros(2)},
+    directory / "pytorch_model.bin",
+  )
   with pytest.raises(CheckpointError, match="unexpected tensor.*SelfAttention.gate.weight"):
     checkpoints.load(directory)
   state["decoder.block.1.layer.2.DenseReluDense.wo.weight"] = torch.zeros(32, 40)
   torch.save(state, directory / "pytorch_model.bin")
-  with pytest.raises(CheckpointError, match=r"DenseReluDense.wo.weight .*shape \[32, 40\], "
-                                            r"expected \[32, 48\]"):
+  with pytest.raises(
+    CheckpointError,
+    match=r"DenseReluDense.wo.weight .*shape \[32, 40\], "
+    r"expected \[32, 48\]",
+  ):
     checkpoints.load(directory)
 
 
@@ -234,29 +300,36 @@ def _flax_tree(model, dtype=np.float32):
   return traverse_util.unflatten_dict(flat)
 
 
-def test_flax_msgpack_scores_equal_transformers_summed_log_probs(tmp_path, model, vocab_file,
-                                                                 capsys):
+def test_flax_msgpack_scores_equal_transformers_summed_log_probs(
+  tmp_path, model, vocab_file, capsys
+):
   directory = _hf_dir(tmp_path, model, vocab_file)
   (directory / "flax_model.msgpack").write_bytes(serialization.to_bytes(_flax_tree(model)))
   assert checkpoints.read_config(directory).format == "flax_msgpack"
-  np.testing.assert_allclose(_predict_scores(capsys, directory), _expected(model, vocab_file),
-                             atol=1e-3, rtol=0)
+  np.testing.assert_allclose(
+    _predict_scores(capsys, directory), _expected(model, vocab_file), atol=1e-3, rtol=0
+  )
 
 
 def test_sharded_bf16_flax_msgpack_loads_as_the_bin_does(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path / "flax", model, vocab_file)
   flat = traverse_util.flatten_dict(_flax_tree(model, ml_dtypes.bfloat16), sep="/")
   names = sorted(flat)
-  shards = {"flax_model-00001-of-00002.msgpack": names[:20],
-            "flax_model-00002-of-00002.msgpack": names[20:]}
+  shards = {
+    "flax_model-00001-of-00002.msgpack": names[:20],
+    "flax_model-00002-of-00002.msgpack": names[20:],
+  }
   for file, keys in shards.items():
-    (directory / file).write_bytes(serialization.to_bytes(
-        traverse_util.unflatten_dict({k: flat[k] for k in keys}, sep="/")))
-  (directory / "flax_model.msgpack.index.json").write_text(json.dumps(
-      {"weight_map": {k: file for file, keys in shards.items() for k in keys}}))
+    (directory / file).write_bytes(
+      serialization.to_bytes(traverse_util.unflatten_dict({k: flat[k] for k in keys}, sep="/"))
+    )
+  (directory / "flax_model.msgpack.index.json").write_text(
+    json.dumps({"weight_map": {k: file for file, keys in shards.items() for k in keys}})
+  )
   bin_dir = _hf_dir(tmp_path / "bin", model, vocab_file)
-  torch.save({k: v.to(torch.bfloat16) for k, v in _state_dict(model).items()},
-             bin_dir / "pytorch_model.bin")
+  torch.save(
+    {k: v.to(torch.bfloat16) for k, v in _state_dict(model).items()}, bin_dir / "pytorch_model.bin"
+  )
   _, a, _ = checkpoints.load(directory)
   _, b, _ = checkpoints.load(bin_dir)
   jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -265,7 +338,7 @@ def test_sharded_bf16_flax_msgpack_loads_as_the_bin_does(tmp_path, model, vocab_
 def test_corrupt_msgpack_is_reported(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
   data = serialization.to_bytes(_flax_tree(model))
-  (directory / "flax_model.msgpack").write_bytes(data[:len(data) - 100])
+  (directory / "flax_model.msgpack").write_bytes(data[: len(data) - 100])
   with pytest.raises(CheckpointError, match="flax_model.msgpack: truncated"):
     checkpoints.load(directory)
 
@@ -278,6 +351,7 @@ def write_t5x(step_dir, params, step, *, version=3, inline=()):
   """A T5X native checkpoint as T5X writes it: 2-D attention kernels, bf16 gzip zarr arrays
   named by their flattened path, specs with paths relative to the step directory."""
   import tensorstore as ts
+
   step_dir.mkdir(parents=True)
 
   def write(path, value):
@@ -289,26 +363,38 @@ def write_t5x(step_dir, params, step, *, version=3, inline=()):
       value = value.reshape(-1, value.shape[-1])
     if name in inline:
       return value
-    spec = {"driver": "zarr", "dtype": "bfloat16",
-            "kvstore": {"driver": "file", "path": str(step_dir / name)},
-            "metadata": {"compressor": {"id": "gzip"}, "shape": list(value.shape),
-                         "chunks": list(value.shape)}}
+    spec = {
+      "driver": "zarr",
+      "dtype": "bfloat16",
+      "kvstore": {"driver": "file", "path": str(step_dir / name)},
+      "metadata": {
+        "compressor": {"id": "gzip"},
+        "shape": list(value.shape),
+        "chunks": list(value.shape),
+      },
+    }
     ts.open(spec, create=True).result().write(value).result()
     spec["kvstore"]["path"] = name
     return spec
 
   def walk(node, path):
-    return {k: walk(v, path + (k,)) if isinstance(v, dict) else write(path + (k,), v)
-            for k, v in node.items()}
-  tree = {"version": version, "optimizer": {
+    return {
+      k: walk(v, path + (k,)) if isinstance(v, dict) else write(path + (k,), v)
+      for k, v in node.items()
+    }
+
+  tree = {
+    "version": version,
+    "optimizer": {
       "target": walk(params, ()),
-      "state": {"step": np.asarray(step, np.int32), "param_states": {}}}}
+      "state": {"step": np.asarray(step, np.int32), "param_states": {}},
+    },
+  }
   (step_dir / "checkpoint").write_bytes(serialization.msgpack_serialize(tree))
 
 
 def _bf16(params):
-  return jax.tree.map(lambda x: np.asarray(x).astype(ml_dtypes.bfloat16).astype(np.float32),
-                      params)
+  return jax.tree.map(lambda x: np.asarray(x).astype(ml_dtypes.bfloat16).astype(np.float32), params)
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +407,9 @@ def t5x_pair(tmp_path_factory, vocab_file):
   torch.save(_state_dict(t5), src / "pytorch_model.bin")
   cfg, params = torch_bin.load_params(src)
   params = _bf16(params)
-  write_t5x(root / "model" / "checkpoint_1100", params, 1100,
-            inline=("target.encoder.encoder_norm.scale",))
+  write_t5x(
+    root / "model" / "checkpoint_1100", params, 1100, inline=("target.encoder.encoder_norm.scale",)
+  )
   hf.save_hf_checkpoint(params, cfg, root / "same", vocab_path=str(vocab_file))
   return root / "model", root / "same", cfg
 
@@ -347,8 +434,11 @@ def test_t5x_unsupported_version_and_orbax_layout_are_refused(tmp_path, t5x_pair
   shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
   params = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), shapes)
   write_t5x(tmp_path / "old" / "checkpoint_5", params, 5, version=1)
-  with pytest.raises(CheckpointError, match=r"checkpoint: T5X checkpoint version 1 is not "
-                                            r"supported"):
+  with pytest.raises(
+    CheckpointError,
+    match=r"checkpoint: T5X checkpoint version 1 is not "
+    r"supported",
+  ):
     checkpoints.load(tmp_path / "old" / "checkpoint_5")
   (tmp_path / "orbax" / "checkpoint_7" / "state").mkdir(parents=True)
   with pytest.raises(CheckpointError, match="Orbax-based T5X checkpoint"):
@@ -371,8 +461,9 @@ def _logits(model, seed=0):
     return model(input_ids=enc, decoder_input_ids=dec).logits.numpy()
 
 
-def test_convert_bin_to_hf_round_trips_to_equal_transformers_logits(tmp_path, model, vocab_file,
-                                                                   capsys):
+def test_convert_bin_to_hf_round_trips_to_equal_transformers_logits(
+  tmp_path, model, vocab_file, capsys
+):
   src = _hf_dir(tmp_path / "src", model, vocab_file)
   torch.save(_state_dict(model), src / "pytorch_model.bin")
   assert convert.main([str(src), str(tmp_path / "dst"), "--max_shard_size", "20KB"]) == 0
@@ -387,8 +478,7 @@ def test_convert_bin_to_hf_round_trips_to_equal_transformers_logits(tmp_path, mo
 def test_convert_t5x_to_hf_and_t0jax_keeps_the_weights(tmp_path, t5x_pair, vocab_file):
   model_dir, same, _ = t5x_pair
   gin = "--gin.T5Config.relative_attention_max_distance=64"  # what shapes cannot tell
-  assert convert.main([str(model_dir), str(tmp_path / "hf"), "--vocab", str(vocab_file),
-                       gin]) == 0
+  assert convert.main([str(model_dir), str(tmp_path / "hf"), "--vocab", str(vocab_file), gin]) == 0
   assert convert.main([str(model_dir), str(tmp_path / "t0jax"), "--to", "t0jax", gin]) == 0
   _, expected, _ = checkpoints.load(same)
   for dst, fmt, step in (("hf", "hf", None), ("t0jax", "orbax", 1100)):
@@ -413,16 +503,40 @@ def test_convert_refuses_a_non_empty_destination(tmp_path, model, vocab_file, ca
 
 
 def test_mt5_shaped_model_loads_and_scores_equal_transformers(tmp_path, vocab_file, capsys):
-  mt5 = _model(transformers.MT5Config, transformers.MT5ForConditionalGeneration,
-               vocab_size=250112, d_model=8, d_kv=4, num_heads=2, d_ff=12, num_layers=1,
-               num_decoder_layers=1)
+  mt5 = _model(
+    transformers.MT5Config,
+    transformers.MT5ForConditionalGeneration,
+    vocab_size=250112,
+    d_model=8,
+    d_kv=4,
+    num_heads=2,
+    d_ff=12,
+    num_layers=1,
+    num_decoder_layers=1,
+  )
   directory = _hf_dir(tmp_path, mt5, vocab_file)
   torch.save(_state_dict(mt5), directory / "pytorch_model.bin")
   info = checkpoints.read_config(directory)
   assert info.cfg.vocab_size == 250112 and not info.cfg.tie_word_embeddings
-  np.testing.assert_allclose(_predict_scores(capsys, directory), _expected(mt5, vocab_file),
-                             atol=1e-3, rtol=0)
+  np.testing.assert_allclose(
+    _predict_scores(capsys, directory), _expected(mt5, vocab_file), atol=1e-3, rtol=0
+  )
   # The hub's mT5/mT0 configs say tie_word_embeddings=false (transformers 5 writes true): same.
   config = json.loads((directory / "config.json").read_text())
   (directory / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
   assert checkpoints.read_config(directory).cfg == info.cfg
+  # Fine-tuning: the training loss and its gradient on the loaded parameters.
+  cfg, params, _ = checkpoints.load(directory)
+  rng = np.random.default_rng(0)
+  enc, targets = rng.integers(2, 250112, (2, 9)), rng.integers(2, 250112, (2, 5))
+  batch = {
+    "encoder_input_tokens": enc,
+    "decoder_target_tokens": targets,
+    "decoder_input_tokens": np.concatenate([np.zeros((2, 1), int), targets[:, :-1]], 1),
+  }
+  model = EncoderDecoderModel.from_config(cfg)
+  loss, grads = jax.value_and_grad(lambda p: model.loss_sums(p, batch)[0])(params)
+  with torch.no_grad():
+    expected = mt5(input_ids=torch.tensor(enc), labels=torch.tensor(targets)).loss * targets.size
+  np.testing.assert_allclose(float(loss), float(expected), rtol=1e-4)
+  assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))

@@ -93,9 +93,11 @@ def test_rouge_l_and_exact_match():
   assert figures["exact_match"] == 50.0 and figures["rougeL"] == 50.0
 
 
-def sample_results():
+def sample_results(collection="promptsource"):
   prompts = {"t1": prompt("super_glue/cb", "p1", 55.0), "t2": prompt("super_glue/cb", "p2", 65.0),
              "t3": prompt("demo_story", "p1", float("nan"))}
+  for p in prompts.values():
+    p["prompt_collection"] = collection
   return {"mixture_or_task": "my_mix", "split": "validation", "prompts": prompts,
           "datasets": metrics.aggregate(prompts), "timing": {"num_examples": 30, "seconds": 1.0}}
 
@@ -108,6 +110,14 @@ def test_markdown_table_puts_t0_reference_figures_beside_held_out_datasets():
   assert cells[1:7] == ["2", "60.0", "60.0", "55.0", "65.0", "70.1"]
   story = next(line for line in text.splitlines() if line.startswith("| demo_story |"))
   assert "| - |" in story  # no accuracy, no reference
+  assert "Prompts: T0's own prompts (promptsource)." in text
+
+
+def test_t0_reference_figures_are_left_out_when_the_prompts_are_not_t0s():
+  text = report.markdown(sample_results("t0jax"))
+  row = next(line for line in text.splitlines() if line.startswith("| super_glue/cb |"))
+  assert [c.strip() for c in row.strip("|").split("|")][6] == "-"
+  assert "Prompts: t0jax's own prompts" in text and "T0 (mean) is shown only" in text
 
 
 def test_json_has_no_nan_and_tensorboard_tags_are_clean(tmp_path):
@@ -120,3 +130,30 @@ def test_json_has_no_nan_and_tensorboard_tags_are_clean(tmp_path):
   assert tags["eval/super_glue/cb/original_task/accuracy_median"] == 60.0
   assert "eval_prompts/t1/accuracy" in tags
   assert not any(math.isnan(v) for v in tags.values())
+
+
+def test_rank_accuracy_has_one_implementation_shared_with_the_task_metric(monkeypatch):
+  """`t0jax eval`'s accuracy and the catalogue tasks' seqio metric are the same function
+  (t0jax/data/accuracy.py), so they cannot drift apart."""
+  from t0jax.data import accuracy, preprocessors
+  assert metrics.rank_accuracy is accuracy.rank_accuracy
+  monkeypatch.setattr(accuracy, "rank_accuracy", lambda gold, predicted: 42.0)
+  assert preprocessors.rank_classification_accuracy([0], [0])["accuracy"] == 42.0
+
+
+def test_rank_accuracy_leaves_out_targets_not_among_the_choices_and_checks_lengths():
+  from t0jax.data.accuracy import num_not_in_choices, rank_accuracy
+  assert rank_accuracy([0, 1, -1, 2], [0, 0, 1, 2]) == pytest.approx(200 / 3)
+  assert num_not_in_choices([0, 1, -1, 2, -1]) == 2
+  assert math.isnan(rank_accuracy([-1, -1], [0, 1])) and math.isnan(rank_accuracy([], []))
+  with pytest.raises(ValueError, match="3 targets but 2 predictions"):
+    rank_accuracy([0, 1, 2], [0, 1])
+
+
+def test_evaluation_figures_import_no_tensorflow():
+  import subprocess
+  import sys
+  code = ("import sys, t0jax.evaluate.metrics, t0jax.evaluate.scorer, t0jax.evaluate.generate; "
+          "assert 'tensorflow' not in sys.modules")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]

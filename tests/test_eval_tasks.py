@@ -160,8 +160,10 @@ def test_t0_held_out_prompts_are_grouped_as_t0_reports_them():
                       "hellaswag", "story_cloze/2016", "super_glue/wic"}
   assert datasets <= set(metrics.T0_REFERENCE)
   assert all(m["original_task"] for m in meta)
+  assert {m["prompt_collection"] for m in meta} == {"t0jax"}  # the catalogue's own prompts
   assert prompt_metadata("my_own_task") == {"dataset": "my_own_task", "prompt": "my_own_task",
-                                            "original_task": True}
+                                            "original_task": True, "held_out": False,
+                                            "prompt_collection": "other"}
 
 
 def test_all_prompts_adds_a_datasets_other_prompts_on_the_same_split():

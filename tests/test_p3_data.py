@@ -272,3 +272,16 @@ def test_an_original_layout_info_file_with_text_inputs_is_named(tmp_path, use_p3
   task = catalog.get_task_or_mixture("demo_reviews_tone")
   with pytest.raises(p3.P3FormatError, match=r"info\.train\.json.*'inputs'"):
     task.get_dataset(split="train", shuffle=False)
+
+
+def test_tasks_show_prints_p3_rows_and_names_a_missing_task_in_one_line(trees, use_p3, capsys):
+  from t0jax.cli import main
+  roots, rows = trees
+  assert main(["tasks", "show", "demo_reviews_tone", "--p3_dir", roots["parquet"],
+               "--num", "2"]) == 0
+  out = capsys.readouterr().out
+  assert rows["demo_reviews_tone"][0]["inputs_pretokenized"].strip().splitlines()[0] in out
+  assert main(["tasks", "show", "demo_pairs_who", "--p3_dir", roots["parquet"]]) != 0
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert "task demo_pairs_who not found in the P3 dir" in err and roots["parquet"] in err

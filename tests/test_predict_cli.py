@@ -166,7 +166,9 @@ def test_the_t0jax_command_dispatches_to_predict_without_importing_tensorflow(ck
   code = ("import sys; from t0jax.cli import main; "
           f"rc = main(['predict', '--checkpoint', {str(directory)!r}, '--input', 'the cat', "
           "'--choices', 'yes|||no', '--json']); "
-          "assert 'tensorflow' not in sys.modules, 'predict imported TensorFlow'; sys.exit(rc)")
+          "assert 'tensorflow' not in sys.modules, 'predict imported TensorFlow'; "
+          "assert 't0jax.evaluate.scorer' in sys.modules, 'predict bypassed the ChoiceScorer'; "
+          "sys.exit(rc)")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]

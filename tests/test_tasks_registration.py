@@ -15,8 +15,9 @@ from t0jax.catalog import registry  # noqa: E402
 SPECS = catalog.load_catalog(catalog.ROOT).datasets + catalog.load_catalog(catalog.demo.ROOT).datasets
 
 
-def test_sanitize_replaces_other_characters_and_collapses_underscores():
+def test_sanitize_turns_each_run_of_other_characters_into_one_underscore_as_t_zero_did():
     assert catalog.sanitize("GPT-3 style (yes/no)?") == "GPT_3_style_yes_no_"
+    assert catalog.sanitize("keeps__double_ underscores") == "keeps__double__underscores"
     assert catalog.task_name("super_glue", "wsc.fixed", "does p stand for") == \
         "super_glue_wsc.fixed_does_p_stand_for"
     assert catalog.task_name("imdb", None, "Movie  Expressed   Sentiment") == \

@@ -214,3 +214,146 @@ def test_periodic_evaluation_scores_a_score_eval_mixture_by_rank_classification(
   assert len(evals) == 1 and evals[0]["step"] == 2
   accs = {k: v for k, v in evals[0].items() if k.endswith("/median_accuracy")}
   assert accs and all(0.0 <= v <= 100.0 for v in accs.values())  # percent, as T0 reports
+
+
+# ---------------------------------------------------------------------------------------------
+# Training semantics T5X users expect (issue 13): step counting, settings, loss options.
+
+def _bad(model_dir, **kw):
+  with pytest.raises(ValueError) as caught:
+    _train(model_dir, **{"train_steps": 2, **kw})
+  assert not Path(model_dir).exists()  # refused before anything was written or compiled
+  return str(caught.value)
+
+
+@pytest.mark.parametrize("kw,macro", [
+    ({"train_steps": -5}, "TRAIN_STEPS"), ({"train_steps": 0}, "TRAIN_STEPS"),
+    ({"batch_size": 0}, "BATCH_SIZE"), ({"checkpoint_period": 0}, "CHECKPOINT_PERIOD"),
+    ({"log_period": -1}, "LOG_PERIOD"), ({"eval_period": -1}, "EVAL_PERIOD"),
+    ({"eval_steps": 0}, "EVAL_STEPS"), ({"train_steps_relative": 0}, "TRAIN_STEPS_RELATIVE"),
+    ({"num_microbatches": 0}, "NUM_MICROBATCHES"), ({"label_smoothing": 1.0}, "LABEL_SMOOTHING"),
+    ({"loss_normalizing_factor": "tokens"}, "LOSS_NORMALIZING_FACTOR"),
+    ({"eval_mode": "bleu"}, "train.eval_mode"),
+])
+def test_non_positive_counts_and_bad_values_fail_before_compiling_naming_the_macro(
+    tmp_path, kw, macro):
+  assert _bad(tmp_path / "run", **kw).startswith(macro)
+
+
+def test_huge_train_steps_without_a_checkpoint_step_stop_with_the_t5x_explanation(tmp_path):
+  message = _bad(tmp_path / "run", train_steps=1112200)
+  assert "TRAIN_STEPS=1112200" in message and "TRAIN_STEPS_RELATIVE" in message
+  assert "12200" in message  # what to write instead
+
+
+def test_settings_group_the_gin_parameters_and_keep_eval_batches_as_an_alias():
+  from t0jax.train.settings import RunSettings
+  args = dict(model_dir="m", mixture_or_task_name="mix", task_feature_lengths={"inputs": 8},
+              train_steps=10, train_steps_relative=None, batch_size=8, num_microbatches=1,
+              seed=3, pack=True, num_virtual_shards=8, use_cached_tasks=True, data_process=False,
+              truncation_check_examples=0, z_loss=0.0, label_smoothing=0.1,
+              loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", checkpoint_period=5,
+              keep_checkpoints=None, async_checkpointing=False, initial_checkpoint_path=None,
+              eval_period=5, eval_mixture_or_task_name=None, eval_steps=None, eval_batches=7,
+              eval_max_examples=None, eval_mode="auto", log_period=1, tensorboard=False,
+              progress_bar=False)
+  s = RunSettings.from_train_args(args)
+  assert (s.eval.steps, s.data.use_cached_tasks, s.loss.label_smoothing, s.checkpoint.period,
+          s.log.period, s.data.seed) == (7, True, 0.1, 5, 1, 3)
+  assert s.loss.loss_normalizing_factor == "num_real_target_tokens"
+  assert RunSettings.from_train_args({**args, "eval_steps": 2}).eval.steps == 2
+
+
+def test_target_step_follows_t5x_absolute_and_relative_counting():
+  from t0jax.train.settings import target_step
+  assert target_step(1112200, None, 1100000) == 1112200  # T0: 12,200 fine-tuning steps
+  assert target_step(None, 12200, 1100000) == 1112200
+  assert target_step(12200, None, None) == 12200
+  assert target_step(5, 3, None) == 3  # TRAIN_STEPS_RELATIVE wins, as in T5X
+  with pytest.raises(ValueError, match=r"not past the initial checkpoint's step 1100000"):
+    target_step(12200, None, 1100000)
+
+
+def test_from_a_checkpoint_with_a_step_train_steps_is_absolute_and_resumes_exactly(
+    runs, tmp_path, caplog):
+  base, one, _ = runs  # `one` ends at step 4
+  init = str(base / "one")
+  caplog.set_level("INFO", logger="t0jax.train.trainer")
+  full = _train(tmp_path / "abs", train_steps=6, checkpoint_period=5, num_devices=1,
+                initial_checkpoint_path=init)
+  assert full["step"] == 6 and sorted(full["losses"]) == [5, 6]
+  assert "2 fine-tuning steps" in caplog.text
+  records = read_metrics(tmp_path / "abs")
+  assert [r["step"] for r in records] == [5, 6] and records[-1]["examples_seen"] == 2 * 8
+  assert sorted(os.listdir(tmp_path / "abs" / "checkpoints")) == ["5", "6"]
+  # Preempted after step 5: the resumed run continues the data stream where it stopped.
+  shutil.rmtree(tmp_path / "abs" / "checkpoints" / "6")
+  resumed = _train(tmp_path / "abs", train_steps=6, checkpoint_period=5, num_devices=1,
+                   initial_checkpoint_path=init)
+  np.testing.assert_allclose(resumed["losses"][6], full["losses"][6], rtol=1e-6)
+  _assert_same_params(resumed["params"], full["params"])
+  # TRAIN_STEPS_RELATIVE counts from the checkpoint's step: the same run.
+  relative = _train(tmp_path / "rel", train_steps_relative=2, checkpoint_period=100,
+                    num_devices=1, initial_checkpoint_path=init)
+  assert relative["step"] == 6
+  np.testing.assert_allclose([relative["losses"][5], relative["losses"][6]],
+                             [full["losses"][5], full["losses"][6]], rtol=1e-6)
+
+
+def _step_inputs(label_smoothing=0.0, z_loss=0.0, factor="NUM_REAL_TARGET_TOKENS"):
+  from t0jax.model import init_params
+  from t0jax.model.losses import shift_right
+  from t0jax.train.state import TrainState
+  import optax
+  cfg = CFG.replace(vocab_size=64)
+  rng = np.random.default_rng(0)
+  targets = rng.integers(2, 64, (4, 6)).astype(np.int32)
+  targets[1, 3:] = 0
+  batch = {"encoder_input_tokens": rng.integers(2, 64, (4, 10)).astype(np.int32),
+           "decoder_target_tokens": targets,
+           "decoder_input_tokens": np.asarray(shift_right(targets))}
+  params = init_params(cfg, jax.random.key(0))
+  tx = optax.sgd(1.0)
+  step = trainer.make_train_step(cfg, tx, optim.constant_schedule(), 1, z_loss, factor, 0,
+                                 label_smoothing)
+  state = TrainState(jnp.int32(0), params, tx.init(params))
+  return cfg, params, batch, step, state
+
+
+def test_train_step_normalises_the_summed_loss_once_as_loss_normalizing_factor_says():
+  _, params, batch, step, state = _step_inputs()
+  tokens = float((batch["decoder_target_tokens"] > 0).sum())
+  deltas = {}
+  for factor in ("NUM_REAL_TARGET_TOKENS", "num_real_target_tokens", tokens, None):
+    *_, step, state = _step_inputs(factor=factor)
+    new, _ = jax.jit(step)(state, batch)
+    deltas[factor] = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), new.params, params)
+  for factor in ("num_real_target_tokens", tokens):
+    _assert_same_params(deltas[factor], deltas["NUM_REAL_TARGET_TOKENS"], atol=1e-6)
+  # None: the plain sum (Mesh TF), `tokens` times the per-token step with SGD.
+  summed = jax.tree.map(lambda d: d / tokens, deltas[None])
+  _assert_same_params(summed, deltas["NUM_REAL_TARGET_TOKENS"], atol=1e-6)
+
+
+def test_train_step_applies_label_smoothing_and_z_loss():
+  from t0jax.model import EncoderDecoderModel
+  cfg, params, batch, step, state = _step_inputs(label_smoothing=0.1, z_loss=1e-4)
+  _, metrics = jax.jit(step)(state, batch)
+  total, aux = EncoderDecoderModel.from_config(cfg).loss_sums(params, batch, z_loss=1e-4,
+                                                              label_smoothing=0.1)
+  np.testing.assert_allclose(float(metrics["loss"]), float(total) / float(aux["weight"]),
+                             rtol=1e-5)
+  *_, plain_step, _ = _step_inputs()
+  _, plain = jax.jit(plain_step)(state, batch)
+  assert abs(float(metrics["loss"]) - float(plain["loss"])) > 1e-3
+
+
+def test_eval_mode_auto_is_rank_only_when_every_task_has_answer_choices():
+  assert trainer.all_tasks_have_choices("demo_heldout_score_eval")
+  assert not trainer.all_tasks_have_choices("demo_reviews_tone")
+
+
+def test_use_cached_tasks_reads_the_seqio_cache(tmp_path):
+  # No cache was built for the demo task: reading it live would succeed, the cache cannot.
+  with pytest.raises(Exception, match=r"demo_reviews_tone.*(?i:cache)"):
+    _train(tmp_path, train_steps=1, num_devices=1, use_cached_tasks=True, data_process=False)

@@ -9,6 +9,7 @@ table. `flax.serialization.msgpack_restore` would read the whole file into memor
 instead walks the msgpack structure and records where each array's bytes are, which are read
 one tensor at a time. T5X's `checkpoint` file uses the same encoding (t5x.py reads it here too).
 """
+
 import dataclasses
 import json
 import math
@@ -34,6 +35,7 @@ class _Truncated(Exception):
 @dataclasses.dataclass(frozen=True)
 class LazyArray:
   """An array of a msgpack file, located but not read."""
+
   file: epath.Path
   offset: int
   shape: tuple
@@ -43,7 +45,7 @@ class LazyArray:
     out = np.empty(self.shape, self.dtype)
     with self.file.open("rb") as f:
       f.seek(self.offset)
-      if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
+      if hf.read_into(f, out) != out.nbytes:
         raise CheckpointError(f"{self.file}: truncated; download it again.")
     return out
 
@@ -51,6 +53,7 @@ class LazyArray:
 @dataclasses.dataclass(frozen=True)
 class _ChunkedArray:
   """A flax array stored as flat chunks; reads them in order into one array."""
+
   chunks: tuple
   shape: tuple
   dtype: np.dtype
@@ -60,7 +63,7 @@ class _ChunkedArray:
     start = 0
     for chunk in self.chunks:
       n = math.prod(chunk.shape)
-      out[start:start + n] = chunk.read().reshape(-1)
+      out[start : start + n] = chunk.read().reshape(-1)
       start += n
     return out.reshape(self.shape)
 
@@ -82,51 +85,67 @@ class _Walker:
 
   def value(self):
     b = self.take(1)[0]
-    if b <= 0x7f or b >= 0xe0:
-      return b if b <= 0x7f else b - 0x100
-    if 0x80 <= b <= 0x8f or b in (0xde, 0xdf):
-      n = b & 0x0f if b <= 0x8f else self.unpack(">H" if b == 0xde else ">I")
+    if b <= 0x7F or b >= 0xE0:
+      return b if b <= 0x7F else b - 0x100
+    if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF):
+      n = b & 0x0F if b <= 0x8F else self.unpack(">H" if b == 0xDE else ">I")
       return {self.value(): self.value() for _ in range(n)}
-    if 0x90 <= b <= 0x9f or b in (0xdc, 0xdd):
-      n = b & 0x0f if b <= 0x9f else self.unpack(">H" if b == 0xdc else ">I")
+    if 0x90 <= b <= 0x9F or b in (0xDC, 0xDD):
+      n = b & 0x0F if b <= 0x9F else self.unpack(">H" if b == 0xDC else ">I")
       return [self.value() for _ in range(n)]
-    if 0xa0 <= b <= 0xbf or b in (0xd9, 0xda, 0xdb):
-      n = b & 0x1f if b <= 0xbf else self.unpack({0xd9: ">B", 0xda: ">H", 0xdb: ">I"}[b])
+    if 0xA0 <= b <= 0xBF or b in (0xD9, 0xDA, 0xDB):
+      n = b & 0x1F if b <= 0xBF else self.unpack({0xD9: ">B", 0xDA: ">H", 0xDB: ">I"}[b])
       return self.take(n).decode("utf-8")
-    if b in (0xc4, 0xc5, 0xc6):
-      return self.take(self.unpack({0xc4: ">B", 0xc5: ">H", 0xc6: ">I"}[b]))
-    if b in (0xc7, 0xc8, 0xc9) or 0xd4 <= b <= 0xd8:
-      n = 1 << (b - 0xd4) if b >= 0xd4 else self.unpack({0xc7: ">B", 0xc8: ">H", 0xc9: ">I"}[b])
+    if b in (0xC4, 0xC5, 0xC6):
+      return self.take(self.unpack({0xC4: ">B", 0xC5: ">H", 0xC6: ">I"}[b]))
+    if b in (0xC7, 0xC8, 0xC9) or 0xD4 <= b <= 0xD8:
+      n = 1 << (b - 0xD4) if b >= 0xD4 else self.unpack({0xC7: ">B", 0xC8: ">H", 0xC9: ">I"}[b])
       return self._ext(self.unpack(">b"), n)
-    simple = {0xc0: None, 0xc2: False, 0xc3: True}
+    simple = {0xC0: None, 0xC2: False, 0xC3: True}
     if b in simple:
       return simple[b]
-    fmt = {0xca: ">f", 0xcb: ">d", 0xcc: ">B", 0xcd: ">H", 0xce: ">I", 0xcf: ">Q", 0xd0: ">b",
-           0xd1: ">h", 0xd2: ">i", 0xd3: ">q"}.get(b)
+    fmt = {
+      0xCA: ">f",
+      0xCB: ">d",
+      0xCC: ">B",
+      0xCD: ">H",
+      0xCE: ">I",
+      0xCF: ">Q",
+      0xD0: ">b",
+      0xD1: ">h",
+      0xD2: ">i",
+      0xD3: ">q",
+    }.get(b)
     if fmt is None:
-      raise CheckpointError(f"{self.path}: byte 0x{b:02x} at offset {self.f.tell() - 1} is not "
-                            "msgpack; the file is corrupt, download it again.")
+      raise CheckpointError(
+        f"{self.path}: byte 0x{b:02x} at offset {self.f.tell() - 1} is not "
+        "msgpack; the file is corrupt, download it again."
+      )
     return self.unpack(fmt)
 
   def _ext(self, code: int, n: int):
     end = self.f.tell() + n
     if code not in (_NDARRAY_EXT, _NPSCALAR_EXT):
       self.take(n)
-      raise CheckpointError(f"{self.path}: msgpack extension type {code} is not a flax array; "
-                            "not a flax.serialization file.")
+      raise CheckpointError(
+        f"{self.path}: msgpack extension type {code} is not a flax array; "
+        "not a flax.serialization file."
+      )
     # The payload is itself msgpack: [shape, dtype name, raw bytes].
     head = self.take(1)[0]
     if head != 0x93:
       raise CheckpointError(f"{self.path}: malformed array record; the file is corrupt.")
     shape, dtype_name = tuple(self.value()), self.value()
     b = self.take(1)[0]
-    if b not in (0xc4, 0xc5, 0xc6):
+    if b not in (0xC4, 0xC5, 0xC6):
       raise CheckpointError(f"{self.path}: malformed array record; the file is corrupt.")
-    size = self.unpack({0xc4: ">B", 0xc5: ">H", 0xc6: ">I"}[b])
+    size = self.unpack({0xC4: ">B", 0xC5: ">H", 0xC6: ">I"}[b])
     dtype = _dtype(dtype_name, self.path)
     if size != math.prod(shape) * dtype.itemsize or self.f.tell() + size != end:
-      raise CheckpointError(f"{self.path}: array record of shape {list(shape)} {dtype_name} has "
-                            f"{size} bytes; the file is corrupt.")
+      raise CheckpointError(
+        f"{self.path}: array record of shape {list(shape)} {dtype_name} has "
+        f"{size} bytes; the file is corrupt."
+      )
     array = LazyArray(self.path, self.f.tell(), shape, dtype)
     self.f.seek(end)
     return array
@@ -162,8 +181,9 @@ def read_tree(path) -> dict:
       tree = walker.value()
       extra = f.read(1)
     except _Truncated:
-      raise CheckpointError(f"{path}: truncated (ends inside a record); download it "
-                            "again.") from None
+      raise CheckpointError(
+        f"{path}: truncated (ends inside a record); download it again."
+      ) from None
   if extra:
     raise CheckpointError(f"{path}: data after the end of the msgpack tree; the file is corrupt.")
   return _unchunk(tree)
@@ -202,8 +222,10 @@ class FlaxMsgpackSource:
       files = sorted(set(weight_map.values()))
       for name in files:
         if not (directory / name).exists():
-          raise CheckpointNotFoundError(f"{index} lists shard {name}, which is missing from "
-                                        f"{directory}; download the complete checkpoint.")
+          raise CheckpointNotFoundError(
+            f"{index} lists shard {name}, which is missing from "
+            f"{directory}; download the complete checkpoint."
+          )
     else:
       weight_map, files = None, [WEIGHTS_FILE]
     flat = {}
@@ -213,13 +235,16 @@ class FlaxMsgpackSource:
     if weight_map is not None:
       absent = sorted(set(weight_map) - set(flat))
       if absent:
-        raise CheckpointError(f"{index} names {len(absent)} tensor(s) no shard holds, e.g. "
-                              f"{absent[:3]}; the shards or the index are incomplete.")
+        raise CheckpointError(
+          f"{index} names {len(absent)} tensor(s) no shard holds, e.g. "
+          f"{absent[:3]}; the shards or the index are incomplete."
+        )
     self.names = {}
     for flax_name, array in flat.items():
       if not isinstance(array, (LazyArray, _ChunkedArray)):
-        raise CheckpointError(f"{directory}: {flax_name} is not an array; not a Flax T5 "
-                              "checkpoint.")
+        raise CheckpointError(
+          f"{directory}: {flax_name} is not an array; not a Flax T5 checkpoint."
+        )
       torch_name, transposed = _torch_name(flax_name)
       self.names[torch_name] = (array, transposed)
 
@@ -240,14 +265,17 @@ def _weight_map(index: epath.Path) -> dict:
       raise TypeError("weight_map is not an object")
     return weight_map
   except (ValueError, KeyError, TypeError) as e:
-    raise CheckpointError(f"{index}: not a checkpoint index (needs a 'weight_map' object of "
-                          f"tensor name -> shard file): {e}") from None
+    raise CheckpointError(
+      f"{index}: not a checkpoint index (needs a 'weight_map' object of "
+      f"tensor name -> shard file): {e}"
+    ) from None
 
 
 def detect(path) -> bool:
   path = epath.Path(path)
   return (path / hf.CONFIG_FILE).exists() and (
-      (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists())
+    (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists()
+  )
 
 
 def read_config(path):
@@ -255,10 +283,17 @@ def read_config(path):
   return hf.config_from_hf(hf.read_hf_config(path), str(epath.Path(path) / hf.CONFIG_FILE))
 
 
-def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False,
-                lazy: bool = False):
+def load_params(
+  path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False, lazy: bool = False
+):
   """(T5Config, params) from an HF directory holding `flax_model.msgpack` (or its shards)."""
   if cfg is None:
     cfg = read_config(path)
-  return hf.load_from_source(FlaxMsgpackSource(path), cfg, dtype=dtype, scan_layers=scan_layers,
-                             shardings=shardings, lazy=lazy)
+  return hf.load_from_source(
+    FlaxMsgpackSource(path),
+    cfg,
+    dtype=dtype,
+    scan_layers=scan_layers,
+    shardings=shardings,
+    lazy=lazy,
+  )

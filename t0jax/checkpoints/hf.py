@@ -24,7 +24,7 @@ from safetensors import safe_open
 from etils import epath
 from safetensors.numpy import save_file
 
-from t0jax.data.vocab import VOCAB_FILE
+from t0jax.data.vocab import EOS_ID, PAD_ID, VOCAB_FILE
 from t0jax.model import layout
 from t0jax.model.config import T5Config
 
@@ -200,7 +200,7 @@ def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
       "tie_word_embeddings": cfg.tie_word_embeddings,
       "scale_decoder_outputs": cfg.tie_word_embeddings,
       "is_encoder_decoder": True, "use_cache": True, "decoder_start_token_id": 0,
-      "pad_token_id": 0, "eos_token_id": 1, "torch_dtype": dtype_name, "dtype": dtype_name,
+      "pad_token_id": PAD_ID, "eos_token_id": EOS_ID, "torch_dtype": dtype_name, "dtype": dtype_name,
   }
 
 
@@ -247,6 +247,16 @@ class _TensorFiles:
 
   def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
     return self.names[name].get_slice(name)[start:stop]
+
+
+def read_into(f, out: np.ndarray) -> int:
+  """Fill the contiguous array `out` from file `f`'s position; the number of bytes read."""
+  view = out.reshape(-1).view(np.uint8)
+  if hasattr(f, "readinto"):  # local files: straight into the array, no intermediate copy
+    return f.readinto(view)
+  data = f.read(view.size)  # remote (gs://) file objects may only offer read()
+  view[:len(data)] = np.frombuffer(data, np.uint8)
+  return len(data)
 
 
 def _no_safetensors_message(directory: Path) -> str:
@@ -368,7 +378,17 @@ def _read_t0jax(files, t: _Tensor, cfg: T5Config, head_factor: float, dtype=None
   return value if dtype is None else np.ascontiguousarray(value, dtype=dtype)
 
 
-_BLOCK_BYTES = 16 << 20
+_BLOCK_BYTES, _TILE = 16 << 20, 256
+_pool = None
+
+
+def _threads():
+  """Threads that transpose tiles (numpy copies release the GIL), created on first use."""
+  global _pool
+  if _pool is None:
+    from concurrent.futures import ThreadPoolExecutor
+    _pool = ThreadPoolExecutor(min(8, len(os.sched_getaffinity(0))))
+  return _pool
 
 
 def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray:
@@ -381,10 +401,24 @@ def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray
   rows, cols = t.hf_shape
   out = np.empty((cols, rows), dtype)
   step = max(1, _BLOCK_BYTES // max(1, cols * out.itemsize))
+  pool = _threads()
+  edges = np.linspace(0, cols, pool._max_workers + 1).astype(int) // _TILE * _TILE
+  edges[-1] = cols
   for start in range(0, rows, step):
-    stop = min(rows, start + step)
-    out[:, start:stop] = files.get_rows(t.hf_name, start, stop).T
+    block = files.get_rows(t.hf_name, start, min(rows, start + step))
+    list(pool.map(lambda c0, c1: _transpose_tiles(out, block, start, c0, c1), edges[:-1],
+                  edges[1:]))
   return out.reshape(_t0jax_shape(t, cfg))
+
+
+def _transpose_tiles(out: np.ndarray, block: np.ndarray, start: int, c0: int, c1: int) -> None:
+  # Tile by tile: numpy transposes a whole block with cache misses on every element (3x
+  # slower than these 256 x 256 tiles, measured on a [32128, 1024] float32 embedding).
+  for r in range(0, block.shape[0], _TILE):
+    r_stop = min(r + _TILE, block.shape[0])
+    for c in range(c0, c1, _TILE):
+      c_stop = min(c + _TILE, c1)
+      out[c:c_stop, start + r:start + r_stop] = block[r:r_stop, c:c_stop].T
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ T5X stores them) or 3-D. A T5X checkpoint holds no model config and no vocabular
 inferred from the shapes, and what shapes cannot tell (relative attention max distance, the MLP
 activation) comes from gin (`T5Config.relative_attention_max_distance = ...`) or T5 1.1's values.
 """
+
 import functools
 import logging
 import re
@@ -30,13 +31,18 @@ SUPPORTED_VERSIONS = (2, 3)  # 3 writes bf16 natively; 2 reads the same when it 
 _STEP_DIR = re.compile(r"checkpoint_(\d+)$")
 _LAYER = re.compile(r"layers_(\d+)$")
 # What parameter shapes cannot tell, with the values of every T5 1.1 / LM-adapted checkpoint.
-OVERRIDABLE = ("relative_attention_max_distance", "mlp_activations", "layer_norm_epsilon",
-               "dropout_rate")
+OVERRIDABLE = (
+  "relative_attention_max_distance",
+  "mlp_activations",
+  "layer_norm_epsilon",
+  "dropout_rate",
+)
 
 
 def _is_step_dir(path: epath.Path) -> bool:
   return (path / CHECKPOINT_FILE).is_file() or bool(
-      _STEP_DIR.match(path.name) and (path / "state").is_dir())
+    _STEP_DIR.match(path.name) and (path / "state").is_dir()
+  )
 
 
 def _step_dir(path) -> epath.Path:
@@ -46,11 +52,15 @@ def _step_dir(path) -> epath.Path:
     return path.parent
   if _is_step_dir(path):
     return path
-  steps = sorted((int(m.group(1)), p) for p in _children(path)
-                 if (m := _STEP_DIR.match(p.name)) and _is_step_dir(p))
+  steps = sorted(
+    (int(m.group(1)), p)
+    for p in _children(path)
+    if (m := _STEP_DIR.match(p.name)) and _is_step_dir(p)
+  )
   if not steps:
-    raise CheckpointNotFoundError(f"{path}: no T5X checkpoint (a checkpoint_<step> directory "
-                                  f"with a '{CHECKPOINT_FILE}' file).")
+    raise CheckpointNotFoundError(
+      f"{path}: no T5X checkpoint (a checkpoint_<step> directory with a '{CHECKPOINT_FILE}' file)."
+    )
   return steps[-1][1]
 
 
@@ -75,20 +85,23 @@ def read_step(path):
 def _contents(step_dir: epath.Path) -> dict:
   if (step_dir / "state").is_dir() and not (step_dir / CHECKPOINT_FILE).exists():
     raise CheckpointError(
-        f"{step_dir}: an Orbax-based T5X checkpoint (written with use_orbax=True), which t0jax "
-        "does not read. Convert it once with T5X to the native format (restore it in T5X with "
-        "use_orbax=True, save with use_orbax=False), or to Hugging Face safetensors.")
+      f"{step_dir}: an Orbax-based T5X checkpoint (written with use_orbax=True), which t0jax "
+      "does not read. Convert it once with T5X to the native format (restore it in T5X with "
+      "use_orbax=True, save with use_orbax=False), or to Hugging Face safetensors."
+    )
   tree = flax_msgpack.read_tree(step_dir / CHECKPOINT_FILE)
   version = tree.get("version", 0) if isinstance(tree, dict) else None
   if version not in SUPPORTED_VERSIONS:
     raise CheckpointError(
-        f"{step_dir / CHECKPOINT_FILE}: T5X checkpoint version {version!r} is not supported "
-        f"(t0jax reads versions {list(SUPPORTED_VERSIONS)}); re-save it with a recent T5X.")
+      f"{step_dir / CHECKPOINT_FILE}: T5X checkpoint version {version!r} is not supported "
+      f"(t0jax reads versions {list(SUPPORTED_VERSIONS)}); re-save it with a recent T5X."
+    )
   try:
     target = tree["optimizer"]["target"]
   except (KeyError, TypeError):
-    raise CheckpointError(f"{step_dir / CHECKPOINT_FILE}: no optimizer/target tree; not a T5X "
-                          "checkpoint.") from None
+    raise CheckpointError(
+      f"{step_dir / CHECKPOINT_FILE}: no optimizer/target tree; not a T5X checkpoint."
+    ) from None
   return target
 
 
@@ -105,6 +118,7 @@ def _leaves(target) -> dict:
         walk(v, path + (k,))
     else:
       out[path] = node
+
   walk(target, ())
   return out
 
@@ -118,9 +132,12 @@ def _shape(leaf) -> tuple:
 def _infer_config(leaves: dict, where: str, overrides) -> T5Config:
   def shape(*path):
     if path not in leaves:
-      raise CheckpointError(f"{where}: no {'/'.join(path)}; not a T5X T5 encoder-decoder "
-                            "checkpoint (a scanned-layers T5X checkpoint is not read either).")
+      raise CheckpointError(
+        f"{where}: no {'/'.join(path)}; not a T5X T5 encoder-decoder "
+        "checkpoint (a scanned-layers T5X checkpoint is not read either)."
+      )
     return _shape(leaves[path])
+
   vocab, d_model = shape("token_embedder", "embedding")
   heads, buckets = shape("encoder", "relpos_bias", "rel_embedding")
   query = shape("encoder", "layers_0", "attention", "query", "kernel")
@@ -129,11 +146,17 @@ def _infer_config(leaves: dict, where: str, overrides) -> T5Config:
   d_ff = shape("encoder", "layers_0", "mlp", "wi_0" if gated else "wi", "kernel")[-1]
   count = lambda stack: len({p[1] for p in leaves if p[0] == stack and _LAYER.match(p[1])})
   fields = dict(
-      vocab_size=vocab, d_model=d_model, num_heads=heads, head_dim=head_dim, d_ff=d_ff,
-      num_layers=count("encoder"), num_decoder_layers=count("decoder"),
-      relative_attention_num_buckets=buckets,
-      mlp_activations=("gelu", "linear") if gated else ("relu",),
-      tie_word_embeddings=("decoder", "logits_dense", "kernel") not in leaves)
+    vocab_size=vocab,
+    d_model=d_model,
+    num_heads=heads,
+    head_dim=head_dim,
+    d_ff=d_ff,
+    num_layers=count("encoder"),
+    num_decoder_layers=count("decoder"),
+    relative_attention_num_buckets=buckets,
+    mlp_activations=("gelu", "linear") if gated else ("relu",),
+    tie_word_embeddings=("decoder", "logits_dense", "kernel") not in leaves,
+  )
   fields.update(overrides or {})
   return T5Config(**fields)
 
@@ -141,6 +164,7 @@ def _infer_config(leaves: dict, where: str, overrides) -> T5Config:
 def gin_overrides() -> dict:
   """`T5Config.<field>` values bound in gin for the fields shapes cannot tell."""
   import gin
+
   out = {}
   for field in OVERRIDABLE:
     try:
@@ -159,8 +183,12 @@ def read_config(path, overrides=None) -> T5Config:
   cfg = _infer_config(_leaves(_contents(step_dir)), str(step_dir), overrides)
   unset = [f for f in OVERRIDABLE[:2] if f not in overrides]
   if unset:
-    log.info("%s: %s not in the checkpoint; using %s (override with gin T5Config.<field>).",
-             step_dir, ", ".join(unset), ", ".join(f"{f}={getattr(cfg, f)!r}" for f in unset))
+    log.info(
+      "%s: %s not in the checkpoint; using %s (override with gin T5Config.<field>).",
+      step_dir,
+      ", ".join(unset),
+      ", ".join(f"{f}={getattr(cfg, f)!r}" for f in unset),
+    )
   return cfg
 
 
@@ -173,14 +201,15 @@ def _spec_with_absolute_path(spec: dict, step_dir: epath.Path) -> dict:
   location = step_dir / relative
   text = str(location)
   if text.startswith("gs://"):
-    bucket, _, key = text[len("gs://"):].partition("/")
+    bucket, _, key = text[len("gs://") :].partition("/")
     spec["kvstore"] = {"driver": "gcs", "bucket": bucket, "path": key}
   else:
     spec["kvstore"] = {"driver": "file", "path": text}
   spec.pop("path", None)
   # T5X drops these too: they describe how the array was written, not what to read.
-  spec["metadata"] = {k: v for k, v in spec.get("metadata", {}).items()
-                      if k not in ("chunks", "compressor")}
+  spec["metadata"] = {
+    k: v for k, v in spec.get("metadata", {}).items() if k not in ("chunks", "compressor")
+  }
   return spec
 
 
@@ -188,28 +217,34 @@ def _read(leaf, step_dir: epath.Path, name: str) -> np.ndarray:
   if not _is_spec(leaf):
     return leaf.read()
   import tensorstore as ts
+
   spec = _spec_with_absolute_path(leaf, step_dir)
   if spec.get("dtype") == "uint16":
-    raise CheckpointError(f"{step_dir}: {name} is stored as uint16 (pre-version-3 bf16); re-save "
-                          "the checkpoint with a recent T5X.")
+    raise CheckpointError(
+      f"{step_dir}: {name} is stored as uint16 (pre-version-3 bf16); re-save "
+      "the checkpoint with a recent T5X."
+    )
   try:
     array = ts.open(spec, open=True).result().read().result()
   except ValueError as e:
-    raise CheckpointError(f"{step_dir}: cannot read {name} ({e}); the checkpoint is incomplete "
-                          "or corrupt.") from None
+    raise CheckpointError(
+      f"{step_dir}: cannot read {name} ({e}); the checkpoint is incomplete or corrupt."
+    ) from None
   if array.dtype.name == "bfloat16":
     array = array.view(np.dtype(ml_dtypes.bfloat16))
   return np.asarray(array)
 
 
-def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False,
-                lazy: bool = False):
+def load_params(
+  path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False, lazy: bool = False
+):
   """(T5Config, params) of a T5X checkpoint (numpy, or jax.Arrays placed in `shardings`).
 
   Parameters are read one at a time; with `shardings` each goes to its devices before the next
   is read (the scanned layout is stacked first). `lazy`: `hf.Deferred` leaves, read on use.
   """
   from t0jax.model import init_params, scan_params
+
   step_dir = _step_dir(path)
   leaves = _leaves(_contents(step_dir))
   if cfg is None:
@@ -217,12 +252,16 @@ def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers
   expected = _expected_shapes(cfg, init_params)
   unknown = sorted("/".join(p) for p in set(leaves) - set(expected))
   if unknown:
-    raise CheckpointError(f"{step_dir}: {len(unknown)} parameter(s) t0jax's T5 does not have, "
-                          f"e.g. {unknown[:3]}; not a T5X T5 encoder-decoder checkpoint.")
+    raise CheckpointError(
+      f"{step_dir}: {len(unknown)} parameter(s) t0jax's T5 does not have, "
+      f"e.g. {unknown[:3]}; not a T5X T5 encoder-decoder checkpoint."
+    )
   missing = sorted("/".join(p) for p in set(expected) - set(leaves))
   if missing:
-    raise CheckpointError(f"{step_dir}: {len(missing)} parameter(s) missing, e.g. "
-                          f"{missing[:3]}; the checkpoint or the config overrides are wrong.")
+    raise CheckpointError(
+      f"{step_dir}: {len(missing)} parameter(s) missing, e.g. "
+      f"{missing[:3]}; the checkpoint or the config overrides are wrong."
+    )
   dtype = hf._np_dtype(dtype)
   stream = shardings is not None and not scan_layers
   params: dict = {}
@@ -230,8 +269,10 @@ def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers
     name = "/".join(path_)
     found = _shape(leaves[path_])
     if found != shape and found not in _flattened(shape):
-      raise CheckpointError(f"{step_dir}: parameter {name} has shape {list(found)}, expected "
-                            f"{list(shape)} for the inferred config.")
+      raise CheckpointError(
+        f"{step_dir}: parameter {name} has shape {list(found)}, expected "
+        f"{list(shape)} for the inferred config."
+      )
     read = functools.partial(_read_as, leaves[path_], step_dir, name, shape, dtype)
     if lazy:
       value = hf.Deferred(shape, dtype, read)
@@ -247,8 +288,9 @@ def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers
   if cfg.scan_layers:
     params = scan_params(params, cfg)
   if shardings is not None and not stream:
-    params = jax.tree.map(lambda v, s: hf.place_on_devices(np.asarray(v), s, dtype), params,
-                          shardings)
+    params = jax.tree.map(
+      lambda v, s: hf.place_on_devices(np.asarray(v), s, dtype), params, shardings
+    )
   return cfg, params
 
 
@@ -265,5 +307,7 @@ def _read_as(leaf, step_dir, name: str, shape: tuple, dtype) -> np.ndarray:
 
 def _expected_shapes(cfg: T5Config, init_params) -> dict:
   shapes = jax.eval_shape(lambda: init_params(cfg.replace(scan_layers=False), jax.random.key(0)))
-  return {tuple(k.key for k in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+  return {
+    tuple(k.key for k in path): tuple(leaf.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]
+  }

@@ -8,6 +8,7 @@ constructors defined here that build lazy tensor records; any other global stops
 with an error before it is called. Tensor bytes are read later, one tensor at a time, straight
 from the archive member at its offset.
 """
+
 import _compat_pickle
 import collections
 import dataclasses
@@ -28,10 +29,16 @@ WEIGHTS_FILE = "pytorch_model.bin"
 INDEX_FILE = "pytorch_model.bin.index.json"
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
+  "FloatStorage": np.float32,
+  "DoubleStorage": np.float64,
+  "HalfStorage": np.float16,
+  "BFloat16Storage": ml_dtypes.bfloat16,
+  "LongStorage": np.int64,
+  "IntStorage": np.int32,
+  "ShortStorage": np.int16,
+  "CharStorage": np.int8,
+  "ByteStorage": np.uint8,
+  "BoolStorage": np.bool_,
 }
 _ZIP_LOCAL_HEADER = struct.Struct("<4s22sHH")  # signature, fixed fields, name and extra lengths
 
@@ -51,19 +58,23 @@ class _Storage:
 @dataclasses.dataclass(frozen=True)
 class LazyTensor:
   """A tensor of the archive, not yet read: which storage, where in it, and its layout."""
+
   storage: _Storage
   offset: int  # in elements
   shape: tuple
   stride: tuple
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False,
-                    backward_hooks=None, metadata=None):
+def _rebuild_tensor(
+  storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
   del requires_grad, backward_hooks, metadata  # training-time flags: irrelevant to the values
   if not isinstance(storage, _Storage):
     raise pickle.UnpicklingError("a tensor was built from something that is not a storage")
-  return LazyTensor(storage, int(storage_offset), tuple(int(s) for s in size),
-                    tuple(int(s) for s in stride))
+  numbers = (storage_offset, *size, *stride)
+  if len(size) != len(stride) or not all(isinstance(n, int) and n >= 0 for n in numbers):
+    raise pickle.UnpicklingError(f"a tensor with size {size!r:.60} and stride {stride!r:.60}")
+  return LazyTensor(storage, storage_offset, tuple(size), tuple(stride))
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
@@ -78,10 +89,10 @@ def _ordered_dict(*args):
 # Every global a state dict of tensors pickles, mapped to the harmless stand-in used instead.
 # Nothing else resolves, so nothing else can run.
 _ALLOWED = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("collections", "OrderedDict"): _ordered_dict,
-    **{("torch", name): _StorageType(np.dtype(dtype)) for name, dtype in _STORAGE_DTYPES.items()},
+  ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+  ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+  ("collections", "OrderedDict"): _ordered_dict,
+  **{("torch", name): _StorageType(np.dtype(dtype)) for name, dtype in _STORAGE_DTYPES.items()},
 }
 
 
@@ -90,7 +101,6 @@ class _Refused(pickle.UnpicklingError):
 
 
 class _StateDictUnpickler(pickle.Unpickler):
-
   def find_class(self, module, name):
     try:
       return _ALLOWED[(module, name)]
@@ -101,8 +111,12 @@ class _StateDictUnpickler(pickle.Unpickler):
       raise _Refused(f"{module}.{name}") from None
 
   def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType)):
+    if not (
+      isinstance(pid, tuple)
+      and len(pid) == 5
+      and pid[0] == "storage"
+      and isinstance(pid[1], _StorageType)
+    ):
       raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
     return _Storage(str(pid[2]), pid[1].dtype, int(pid[4]))
 
@@ -115,24 +129,35 @@ class _Archive:
     if not path.exists():
       raise CheckpointNotFoundError(f"{path} does not exist; download the complete checkpoint.")
     self._file = path.open("rb")
+    try:
+      self._open()
+    except BaseException:
+      self._file.close()
+      raise
+
+  def _open(self):
+    path = self.path
     head = self._file.read(4)
     if head[:2] != b"PK":
       raise CheckpointError(
-          f"{path}: not a zip archive, so not written by torch.save >= 1.6 (legacy pre-1.6 "
-          "format, or not a PyTorch file). t0jax does not read the legacy format; re-save it once "
-          "with a recent torch: `torch.save(torch.load(F, weights_only=True), F)`, or with "
-          "transformers `save_pretrained(..., safe_serialization=True)`.")
+        f"{path}: not a zip archive, so not written by torch.save >= 1.6 (legacy pre-1.6 "
+        "format, or not a PyTorch file). t0jax does not read the legacy format; re-save it once "
+        "with a recent torch: `torch.save(torch.load(F, weights_only=True), F)`, or with "
+        "transformers `save_pretrained(..., safe_serialization=True)`."
+      )
     try:
       self._zip = zipfile.ZipFile(self._file)
       pkl = [n for n in self._zip.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
       if len(pkl) != 1:
-        raise CheckpointError(f"{path}: a zip archive without one data.pkl; not a torch.save "
-                              "checkpoint.")
-      self._prefix = pkl[0][:-len("data.pkl")]
+        raise CheckpointError(
+          f"{path}: a zip archive without one data.pkl; not a torch.save checkpoint."
+        )
+      self._prefix = pkl[0][: -len("data.pkl")]
       pickled = self._zip.read(pkl[0])
     except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
-      raise CheckpointError(f"{path}: corrupt or truncated archive ({e}); download it again.") \
-          from None
+      raise CheckpointError(
+        f"{path}: corrupt or truncated archive ({e}); download it again."
+      ) from None
     self.tensors = self._unpickle(pickled)
 
   def _unpickle(self, pickled: bytes) -> dict:
@@ -140,16 +165,27 @@ class _Archive:
       state = _StateDictUnpickler(io.BytesIO(pickled)).load()
     except _Refused as e:
       raise CheckpointError(
-          f"{self.path}: refused to unpickle: it calls {e}, which a state dict of tensors never "
-          "needs (a malicious or non-checkpoint file). Nothing from it was run; do not load it "
-          "with torch.load either.") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError) as e:
+        f"{self.path}: refused to unpickle: it calls {e}, which a state dict of tensors never "
+        "needs (a malicious or non-checkpoint file). Nothing from it was run; do not load it "
+        "with torch.load either."
+      ) from None
+    except (
+      pickle.UnpicklingError,
+      EOFError,
+      ValueError,
+      TypeError,
+      AttributeError,
+      IndexError,
+      KeyError,
+    ) as e:
       raise CheckpointError(f"{self.path}: corrupt data.pkl ({e}); download it again.") from None
     if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, LazyTensor) for k, v in state.items()):
-      raise CheckpointError(f"{self.path}: holds a {type(state).__name__}, not a state dict of "
-                            "named tensors; save `model.state_dict()`.")
+      isinstance(k, str) and isinstance(v, LazyTensor) for k, v in state.items()
+    ):
+      raise CheckpointError(
+        f"{self.path}: holds a {type(state).__name__}, not a state dict of "
+        "named tensors; save `model.state_dict()`."
+      )
     return state
 
   def _data_offset(self, key: str):
@@ -157,12 +193,16 @@ class _Archive:
     try:
       info = self._zip.getinfo(name)
     except KeyError:
-      raise CheckpointError(f"{self.path}: storage {name} is missing; the archive is "
-                            "truncated or corrupt, download it again.") from None
+      raise CheckpointError(
+        f"{self.path}: storage {name} is missing; the archive is "
+        "truncated or corrupt, download it again."
+      ) from None
     if info.compress_type != zipfile.ZIP_STORED:
-      raise CheckpointError(f"{self.path}: storage {name} is compressed; torch.save never "
-                            "compresses, so this file was rewritten by another tool. Re-save it "
-                            "with torch.save.")
+      raise CheckpointError(
+        f"{self.path}: storage {name} is compressed; torch.save never "
+        "compresses, so this file was rewritten by another tool. Re-save it "
+        "with torch.save."
+      )
     self._file.seek(info.header_offset)
     sig, _, n_name, n_extra = _ZIP_LOCAL_HEADER.unpack(self._file.read(_ZIP_LOCAL_HEADER.size))
     if sig != b"PK\x03\x04":
@@ -178,18 +218,21 @@ class _Archive:
     # Elements from the first to the last one the tensor touches (its strides may skip some).
     span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride))
     if (t.offset + span) * itemsize > size:
-      raise CheckpointError(f"{self.path}: a tensor reaches past the end of storage "
-                            f"{t.storage.key}; the archive is truncated or corrupt.")
+      raise CheckpointError(
+        f"{self.path}: a tensor reaches past the end of storage "
+        f"{t.storage.key}; the archive is truncated or corrupt."
+      )
     flat = np.empty(span, t.storage.dtype)
     self._file.seek(start + t.offset * itemsize)
-    got = self._file.readinto(flat.view(np.uint8))
-    if got != span * itemsize:
-      raise CheckpointError(f"{self.path}: truncated archive (storage {t.storage.key} ends "
-                            "early); download it again.")
+    if hf.read_into(self._file, flat) != span * itemsize:
+      raise CheckpointError(
+        f"{self.path}: truncated archive (storage {t.storage.key} ends early); download it again."
+      )
     if t.stride == _contiguous_strides(t.shape):
       return flat.reshape(t.shape)
     return np.lib.stride_tricks.as_strided(
-        flat, t.shape, tuple(s * itemsize for s in t.stride)).copy()
+      flat, t.shape, tuple(s * itemsize for s in t.stride)
+    ).copy()
 
 
 def _contiguous_strides(shape: tuple) -> tuple:
@@ -209,12 +252,16 @@ def _shard_files(directory: epath.Path):
     weight_map = json.loads(index.read_text())["weight_map"]
     files = sorted(set(weight_map.values()))
   except (ValueError, KeyError, TypeError, AttributeError) as e:
-    raise CheckpointError(f"{index}: not a checkpoint index (needs a 'weight_map' object of "
-                          f"tensor name -> shard file): {e}") from None
+    raise CheckpointError(
+      f"{index}: not a checkpoint index (needs a 'weight_map' object of "
+      f"tensor name -> shard file): {e}"
+    ) from None
   for name in files:
     if not (directory / name).exists():
-      raise CheckpointNotFoundError(f"{index} lists shard {name}, which is missing from "
-                                    f"{directory}; download the complete checkpoint.")
+      raise CheckpointNotFoundError(
+        f"{index} lists shard {name}, which is missing from "
+        f"{directory}; download the complete checkpoint."
+      )
   return [directory / name for name in files], weight_map
 
 
@@ -234,8 +281,9 @@ class TorchBinSource:
       absent = sorted(set(weight_map) - set(self._where))
       if absent:
         raise CheckpointError(
-            f"{directory / INDEX_FILE} names {len(absent)} tensor(s) no shard holds, e.g. "
-            f"{absent[:3]}; the shards or the index are incomplete, download them again.")
+          f"{directory / INDEX_FILE} names {len(absent)} tensor(s) no shard holds, e.g. "
+          f"{absent[:3]}; the shards or the index are incomplete, download them again."
+        )
     self.names = self._where
 
   def shape(self, name: str) -> tuple:
@@ -254,15 +302,17 @@ class TorchBinSource:
     strides = _contiguous_strides(t.shape)
     if t.stride != strides or stop <= start:
       return archive.read(t)[start:stop]
-    rows = dataclasses.replace(t, offset=t.offset + start * strides[0],
-                               shape=(stop - start,) + t.shape[1:])
+    rows = dataclasses.replace(
+      t, offset=t.offset + start * strides[0], shape=(stop - start,) + t.shape[1:]
+    )
     return archive.read(rows)
 
 
 def detect(path) -> bool:
   path = epath.Path(path)
   return (path / hf.CONFIG_FILE).exists() and (
-      (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists())
+    (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists()
+  )
 
 
 def read_config(path):
@@ -270,10 +320,12 @@ def read_config(path):
   return hf.config_from_hf(hf.read_hf_config(path), str(epath.Path(path) / hf.CONFIG_FILE))
 
 
-def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False,
-                lazy: bool = False):
+def load_params(
+  path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False, lazy: bool = False
+):
   """(T5Config, params) from an HF directory holding `pytorch_model.bin` (or its shards)."""
   if cfg is None:
     cfg = read_config(path)
-  return hf.load_from_source(TorchBinSource(path), cfg, dtype=dtype, scan_layers=scan_layers,
-                             shardings=shardings, lazy=lazy)
+  return hf.load_from_source(
+    TorchBinSource(path), cfg, dtype=dtype, scan_layers=scan_layers, shardings=shardings, lazy=lazy
+  )

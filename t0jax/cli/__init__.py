@@ -28,6 +28,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _import_command(module_name: str):
+    """A command's module registers gin configurables on import; a command run earlier in this
+    process (a test, a notebook) may have locked gin's configuration."""
+    gin = sys.modules.get("gin")
+    if gin is None or not gin.config_is_locked():
+        return importlib.import_module(module_name)
+    with gin.unlock_config():
+        return importlib.import_module(module_name)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -42,7 +52,7 @@ def main(argv=None) -> int:
         return 2
     module_name = COMMANDS[name][0]
     try:
-        module = importlib.import_module(module_name)
+        module = _import_command(module_name)
     except ModuleNotFoundError as e:
         if e.name == module_name:
             print(f"t0jax: command {name!r} is not available in this version.", file=sys.stderr)

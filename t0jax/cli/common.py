@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import importlib
 import logging
+import re
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -33,6 +34,7 @@ class CheckFailed(RuntimeError):
 # --- data-location flags -------------------------------------------------------------------------
 
 def _set_tfds_data_dir(path: str) -> None:
+  import_tensorflow()
   from t0jax.data import settings
   settings.set_tfds_data_dir(path)  # the catalogue's TFDS sources, also in the data process
   import seqio
@@ -40,6 +42,7 @@ def _set_tfds_data_dir(path: str) -> None:
 
 
 def _add_seqio_cache_dirs(dirs: List[str]) -> None:
+  import_tensorflow()
   import seqio
   seqio.add_global_cache_dirs(dirs)  # T5X's meaning: searched for cached tasks
 
@@ -177,8 +180,8 @@ def _configure_logging(verbose: bool, process_id: int, multiprocess: bool) -> No
   prefix = f"[process {process_id}] " if multiprocess else ""
   # Only process 0 logs below errors; the others would repeat every line.
   level = (logging.INFO if verbose else logging.WARNING) if process_id == 0 else logging.ERROR
-  logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s",
-                      force=True)
+  logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s")
+  logging.getLogger().setLevel(level)  # also when a handler exists (a second command in-process)
   for noisy in ("absl", "jax._src.xla_bridge", "tensorflow"):
     logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -187,7 +190,16 @@ def one_line(error: BaseException) -> str:
   text = getattr(error, "message", None) or str(error) or type(error).__name__
   if type(error).__str__ is KeyError.__str__ and error.args:  # KeyError quotes its message
     text = str(error.args[0])
+  # gin appends where the configurable was called; the message already names the culprit.
+  text = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)\s*$", "", text)
   return " ".join(text.split())
+
+
+def import_tensorflow() -> None:
+  """TensorFlow, imported quietly (its C++ start-up lines are not ours to print), before the
+  catalogue or seqio import it. For the commands that read SeqIO tasks."""
+  from t0jax.data.tf_setup import import_tensorflow as quiet_import
+  quiet_import()
 
 
 # Errors every command reports as bad input (exit 2).

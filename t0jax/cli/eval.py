@@ -146,6 +146,7 @@ def _required_macros() -> dict:
 
 def _body(ctx: common.Context) -> int:
   # Registers the catalogue's tasks before gin locks its configuration.
+  common.import_tensorflow()
   import t0jax.catalog  # noqa: F401
   ctx.parse_gin([DEFAULT_GIN], _flag_bindings(ctx.args))
   macros = _required_macros()

@@ -210,15 +210,21 @@ def _where_used(macro: str, texts) -> str:
 
 
 def _unfinished_statement(texts) -> str:
-  """tokenize's 'EOF in multi-line statement' comes without a file: find the file."""
+  """tokenize's 'EOF in multi-line statement' comes without a file: find the file, and the line
+  of the bracket or string left open."""
   import io
   for path, text in texts:
+    opened = []
     try:
-      list(tokenize.generate_tokens(io.StringIO(text).readline))
+      for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.OP and tok.string in "([{":
+          opened.append(tok.start[0])
+        elif tok.type == tokenize.OP and tok.string in ")]}" and opened:
+          opened.pop()
     except (tokenize.TokenError, SyntaxError) as e:
-      line = e.args[1][0] if isinstance(e, tokenize.TokenError) else e.lineno
-      return (f"{path}:{line}: gin syntax error: a bracket or string opened before line {line} "
-              "is never closed.")
+      line = opened[-1] if opened else (e.args[1][0] if isinstance(e, tokenize.TokenError)
+                                        else e.lineno)
+      return f"{path}:{line}: gin syntax error: a bracket or string opened here is never closed."
   return "gin syntax error: a bracket or string is never closed."
 
 
@@ -349,6 +355,24 @@ def _import_task_module(defined: set, texts, labelled) -> Optional[str]:
   return module
 
 
+def _check_unread_macros(texts, read: set) -> None:
+  """A macro a gin file sets and nothing reads is a typo or a T5X macro t0jax spells otherwise;
+  gin itself would ignore it silently."""
+  for path, text in texts:
+    for i, line in enumerate(text.splitlines(), 1):
+      m = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", line)
+      if not m or m.group(1) in read or m.group(1) in COMMAND_MACROS:
+        continue
+      name = m.group(1)
+      row = t5x_names.lookup(name)
+      if row is not None:
+        raise GinConfigError(f"{path}:{i}: {t5x_names.explain(row)}.")
+      close = difflib.get_close_matches(name, sorted(read), n=3)
+      raise GinConfigError(f"{path}:{i}: the macro {name} is set but no gin file reads it."
+                           + (f" Closest: {', '.join(close)}." if close else
+                              " Remove it, or bind it to a parameter (X.param = %" + name + ")."))
+
+
 # --- parsing -------------------------------------------------------------------------------------
 
 # Macros the commands themselves read (not through a gin file).
@@ -366,7 +390,9 @@ def parse(gin_files: Sequence[str], gin_flags: Sequence[str], finalize: bool = T
   files = [resolve_gin_file(f) for f in gin_files]
   texts = _file_texts(files)
   defined = _macros(texts, r"^\s*([A-Z][A-Z0-9_]*)\s*=") | COMMAND_MACROS
-  known = _macros(texts, r"%([A-Za-z_][\w.]*)") | defined
+  read = _macros(texts, r"%([A-Za-z_][\w.]*)")
+  _check_unread_macros(texts, read)
+  known = read | defined
   labelled = []
   for i, flag in enumerate(gin_flags):
     label = (flag_labels[i] if flag_labels else f"--gin.{flag.split('=', 1)[0].strip()}")

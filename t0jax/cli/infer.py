@@ -104,6 +104,7 @@ def _check_required() -> None:
 
 
 def _body(ctx: common.Context) -> int:
+  common.import_tensorflow()
   import t0jax.catalog  # noqa: F401 - registers the catalogue's tasks before gin locks
   ctx.parse_gin([DEFAULT_GIN], _bindings(ctx.args))
   _check_required()

@@ -53,8 +53,9 @@ NAMES: Tuple[Name, ...] = (
     Name("utils.RestoreCheckpointConfig.path", "INITIAL_CHECKPOINT_PATH", ACCEPT,
          "checkpoint to fine-tune from (t0jax or Hugging Face)"),
     Name("utils.RestoreCheckpointConfig.mode", "-", REFUSE,
-         "t0jax resumes from MODEL_DIR's latest checkpoint, else starts from "
-         "INITIAL_CHECKPOINT_PATH; remove the binding"),
+         "training resumes from MODEL_DIR's latest checkpoint, else starts from "
+         "INITIAL_CHECKPOINT_PATH; to evaluate every checkpoint ('all') use "
+         "`t0jax eval --checkpoint_steps all`"),
     Name("utils.RestoreCheckpointConfig.dtype", "-", REFUSE,
          "parameters are restored in float32; set ACTIVATION_DTYPE for bfloat16 activations"),
     # Trainer, optimizer, schedule.

@@ -232,6 +232,7 @@ def _is_catalog_task(catalog, name: str) -> bool:
 
 def _body(ctx: common.Context, show: bool) -> int:
     args = ctx.args
+    common.import_tensorflow()
     import t0jax.catalog as catalog  # registers everything; late, so `--help` stays instant
     try:
         mixtures, tasks = _import_modules(args.module) if args.module else ([], [])

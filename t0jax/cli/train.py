@@ -18,6 +18,7 @@ def _body(ctx: common.Context) -> int:
   args = ctx.args
   bindings = [("--model_dir", f"MODEL_DIR={args.model_dir!r}")] if args.model_dir else []
   # Everything that registers gin configurables or seqio tasks is imported before gin locks.
+  common.import_tensorflow()
   from t0jax.train import trainer
   import t0jax.catalog  # noqa: F401
   ctx.parse_gin(bindings=bindings, require_file=True)

@@ -90,6 +90,28 @@ def forget_listings() -> None:
   _listing.clear()
 
 
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _examples(self, split: str, shuffle: bool = False, seed: Optional[int] = None,
+              shard_info: Optional[seqio.ShardInfo] = None):
+  """P3's rows as text, the way `t0jax tasks show` prints a task's examples (P3 has no raw
+  examples: its `_pretokenized` strings are the rendered prompts)."""
+  ds = self.get_dataset(split, shuffle=shuffle, seed=seed, shard_info=shard_info)
+  for row in ds.as_numpy_iterator():
+    out = {"inputs": _text(row.get("inputs_pretokenized", b"")),
+           "targets": _text(row.get("targets_pretokenized", b""))}
+    if "idx" in row:
+      out["idx"] = row["idx"].tolist() if hasattr(row["idx"], "tolist") else row["idx"]
+    if "answer_choices" in row:
+      choices = [_text(c) for c in row["answer_choices"]]
+      target = out["targets"].strip()
+      out["answer_choices"] = choices
+      out["answer_idx"] = choices.index(target) if target in choices else -1
+    yield out
+
+
 # --- today's layout: parquet ----------------------------------------------------------------
 
 def _tensor_spec(name: str, arrow_type, where: str):
@@ -136,6 +158,8 @@ class P3ParquetSource(seqio.DataSource):
 
   def __repr__(self):
     return f"P3ParquetSource({self.folder})"
+
+  examples = _examples
 
   def _paths(self, split: str) -> list:
     if split not in self._files:
@@ -221,6 +245,8 @@ class P3CacheSource(seqio.DataSource):
   def __repr__(self):
     return f"P3CacheSource({self.folder})"
 
+  examples = _examples
+
   @property
   def supports_arbitrary_sharding(self) -> bool:
     return False
@@ -289,10 +315,11 @@ def _register_task(name: str, p3_dir: str, vocabulary) -> seqio.Task:
                                 shuffle_buffer_size=SHUFFLE_BUFFER)
 
 
-def _missing(names, p3_dir: str, what: str) -> P3TaskMissing:
+def _missing(names, p3_dir: str, mixture: Optional[str] = None) -> P3TaskMissing:
   shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+  what = f"mixture {mixture}: its task(s) {shown}" if mixture else f"task {shown}"
   return P3TaskMissing(
-      f"{what}: P3 task(s) {shown} not found in the P3 dir {p3_dir} (looked for "
+      f"{what} not found in the P3 dir {p3_dir} (looked for "
       f"{p3_dir}/<task>/<split>-*.parquet and {p3_dir}/data/<task>/info.<split>.json). Use a "
       "complete copy of bigscience/P3; T0's task names come from T0's own prompts "
       "(T0JAX_PROMPTSOURCE). Unset T0JAX_P3_DIR / --p3_dir to render the catalogue's prompts.")
@@ -302,7 +329,7 @@ def _register_mixture(name: str, p3_dir: str, vocabulary) -> seqio.Mixture:
   mixture = seqio.MixtureRegistry.get(name)
   missing = [t.name for t in mixture.tasks if t.name not in available(p3_dir)]
   if missing:
-    raise _missing(missing, p3_dir, f"mixture {name}")
+    raise _missing(missing, p3_dir, mixture=name)
   rates = dict(mixture.rate_per_task_name)
   for member in rates:
     if member in seqio.MixtureRegistry.names():
@@ -326,7 +353,7 @@ def get_task_or_mixture(name: str, p3_dir: str, vocabulary):
   if name in available(p3_dir):
     return _register_task(name, p3_dir, vocabulary)
   if name in seqio.TaskRegistry.names():
-    raise _missing([name], p3_dir, f"task {name}")
+    raise _missing([name], p3_dir)
   return None
 
 

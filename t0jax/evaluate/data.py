@@ -54,10 +54,20 @@ def vocab_size_of(vocabulary) -> int:
   return int(vocabulary.vocab_size)
 
 
+def task_vocabulary(task):
+  """The vocabulary of the task's `targets` (else `inputs`) feature."""
+  for key in ("targets", "inputs"):
+    if key in task.output_features:
+      return task.output_features[key].vocabulary
+  raise EvalDataError(f"task {task.name}: it has neither an `inputs` nor a `targets` output "
+                      f"feature (it has {', '.join(task.output_features) or 'none'}), so it "
+                      "cannot be evaluated.")
+
+
 def check_vocabulary(task, model_vocab_size: int) -> None:
   """The task's vocabulary must be the model's: the same size, or padded up to a multiple of 128
   as T5 checkpoints pad it (32100 ids in a 32128-row embedding). Runs before any scoring."""
-  vocabulary = task.output_features["targets"].vocabulary
+  vocabulary = task_vocabulary(task)
   try:
     size = vocab_size_of(vocabulary)
   except Exception as e:  # noqa: BLE001 - a vocabulary file that cannot be read
@@ -108,7 +118,7 @@ def load_task(task, *, split: str = "validation", task_feature_lengths: Optional
               use_cached: bool = False) -> TaskData:
   """This host's examples of `task` (cached). Raises EvalDataError naming the task and the
   example for an input without tokens or a choice-carrying example without choices."""
-  vocabulary = task.output_features["targets"].vocabulary
+  vocabulary = task_vocabulary(task)
   key = (task.name, split, tuple(sorted((task_feature_lengths or {}).items())), max_examples,
          host, hosts, str(getattr(vocabulary, "sentencepiece_model_file", id(vocabulary))),
          use_cached, repr(task.source))  # a P3 task and the catalogue's share their name

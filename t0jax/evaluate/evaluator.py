@@ -60,9 +60,45 @@ def prompt_metadata(task_name: str) -> dict:
   original-task flag. A task outside the catalogue is its own dataset and counts as original."""
   info = _info(task_name)
   if info is None:
-    return {"dataset": task_name, "prompt": task_name, "original_task": True}
+    return {"dataset": task_name, "prompt": task_name, "original_task": True, "held_out": False,
+            "prompt_collection": "other"}
   return {"dataset": info.dataset.label + info.split_suffix, "prompt": info.prompt.name,
-          "original_task": bool(info.prompt.original_task)}
+          "original_task": bool(info.prompt.original_task), "held_out": _held_out(info.dataset),
+          "prompt_collection": _collection(info)}
+
+
+def _collection(info) -> str:
+  """Whose prompts the task's examples carry: P3 holds T0's own (promptsource's) renders."""
+  from t0jax.data import settings
+  return "promptsource" if settings.p3_dir() else info.dataset.prompt_collection
+
+
+def _held_out(spec) -> bool:
+  """Held out: the catalogue evaluates the dataset (an *_eval family) and trains no mixture on
+  it (no *_train family), like T0's held-out tasks and the demo's story family."""
+  from t0jax.catalog.spec import EVAL_FAMILIES, TRAIN_FAMILIES
+  families = set(spec.mixtures)
+  return bool(families & set(EVAL_FAMILIES)) and not families & set(TRAIN_FAMILIES)
+
+
+def _add_chance_and_held_out(datasets: dict, prompts: dict) -> dict:
+  """Each dataset's `chance` (mean of 1/number-of-choices over the examples of the prompts its
+  headline figure summarises) and, when held out, `held_out: true`."""
+  for name, entry in datasets.items():
+    mine = [p for p in prompts.values() if p["dataset"] == name and "chance" in p]
+    mine = [p for p in mine if p["original_task"]] or mine
+    weights = [p["metrics"].get("num_examples", 0) for p in mine]
+    if sum(weights):
+      entry["chance"] = sum(p["chance"] * w for p, w in zip(mine, weights)) / sum(weights)
+    if any(p.get("held_out") for p in prompts.values() if p["dataset"] == name):
+      entry["held_out"] = True
+  for entry in datasets.values():  # derived entries (ANLI's average): the mean of their parts
+    parts = [datasets[n] for n in entry.get("derived_from", ()) if n in datasets]
+    if parts and all("chance" in d for d in parts):
+      entry["chance"] = sum(d["chance"] for d in parts) / len(parts)
+    if parts and all(d.get("held_out") for d in parts):
+      entry["held_out"] = True
+  return datasets
 
 
 def _plain(value):
@@ -188,7 +224,7 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
                    "buckets_per_octave": buckets_per_octave,
                    "num_data_slices": num_slices},
       "prompts": prompts,
-      "datasets": metrics.aggregate(prompts),
+      "datasets": _add_chance_and_held_out(metrics.aggregate(prompts), prompts),
       "timing": {"seconds": seconds, "read_seconds": read_seconds,
                  "score_seconds": score_seconds, "num_examples": total,
                  "examples_per_second": total / score_seconds if score_seconds > 0 else None},
@@ -301,6 +337,9 @@ def _prompt_result(task, d, records: List[dict], calibrate: bool, skipped: dict)
   task_figures = _task_metrics(task, kind, records) if records and not d.from_rows else {}
   if kind == "generate":  # the task's own metrics are its headline figures
     figures.update({k: v for k, v in task_figures.items() if isinstance(v, (int, float))})
+  scored = [r for r in records if kind == "rank" and r["answer_idx"] >= 0]
+  if scored:  # a uniform random guess's accuracy (%), over the examples accuracy counts
+    meta["chance"] = 100.0 * float(np.mean([1.0 / len(r["scores"]) for r in scored]))
   return {**meta, "task": task.name, "kind": kind, "metrics": figures,
           "task_metrics": task_figures, "skipped_by_prompt": skipped}
 

@@ -46,7 +46,9 @@ def _target_tokens(data: eval_data.TaskData, k: int, vocabulary, length: Optiona
     tokens = list(data.choices[k][data.answer_idx[k]])
   else:
     tokens = [int(t) for t in vocabulary.encode(data.target_texts[k])] + [EOS_ID]
-  return tokens[:length] if length else tokens
+  if length and len(tokens) > length:  # as seqio's append_eos_after_trim: EOS stays last
+    tokens = tokens[:length - 1] + [EOS_ID]
+  return tokens
 
 
 def _score_lines(scorer, data, vocabulary, lengths) -> List[dict]:

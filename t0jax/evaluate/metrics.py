@@ -82,11 +82,19 @@ def aggregate(prompts: Dict[str, dict]) -> Dict[str, dict]:
              "all_prompts": _group(results)}
     if name in T0_REFERENCE:
       entry["t0_reference_mean_accuracy"] = T0_REFERENCE[name]
+    entry["prompt_collection"] = _collection(results)
     datasets[name] = entry
   rounds = [datasets[r] for r in ANLI_ROUNDS if r in datasets]
   if len(rounds) == len(ANLI_ROUNDS):
     datasets[ANLI_AVERAGE] = _average_of(rounds)
   return datasets
+
+
+def _collection(results: List[dict]) -> str:
+  """Whose prompts a dataset was evaluated with: "promptsource" (T0's own), "t0jax" (the
+  catalogue's), "other", or "mixed"."""
+  found = {r.get("prompt_collection", "other") for r in results}
+  return found.pop() if len(found) == 1 else "mixed"
 
 
 def _group(results: List[dict]) -> dict:
@@ -102,7 +110,7 @@ def _group(results: List[dict]) -> dict:
 def _average_of(datasets: List[dict]) -> dict:
   """ANLI's reported figure: each statistic averaged over the rounds."""
   out = {"kind": "rank", "t0_reference_mean_accuracy": T0_REFERENCE[ANLI_AVERAGE],
-         "derived_from": list(ANLI_ROUNDS)}
+         "derived_from": list(ANLI_ROUNDS), "prompt_collection": _collection(datasets)}
   for group in ("original_task", "all_prompts"):
     metrics = set.intersection(*[{k for k, v in d[group].items() if isinstance(v, dict)}
                                  for d in datasets])

@@ -2,7 +2,9 @@
 
 The figure follows the T0 paper's main one: for each dataset, every prompt's accuracy as a dot
 (original-task prompts filled, others hollow), the median over original-task prompts as a bar,
-and the released T0's reference figure as a star when the dataset is one of T0's held-out sets.
+and the released T0's reference figure as a star when the dataset is one of T0's held-out sets
+AND was evaluated with T0's own prompts (promptsource's): T0's figure on other prompts compares
+two different things, so it is left out and the report says which prompts were used.
 """
 from __future__ import annotations
 
@@ -44,10 +46,37 @@ def write_json(results: dict, output_dir: str) -> str:
   return path
 
 
+PROMPT_COLLECTIONS = {
+    "promptsource": "T0's own prompts (promptsource)",
+    "t0jax": "t0jax's own prompts (the catalogue's, not T0's)",
+    "other": "the tasks' own inputs (not catalogue prompts)",
+    "mixed": "a mix of prompt collections",
+}
+
+
+def reference(d: dict) -> Optional[float]:
+  """T0's reference figure for a dataset entry, only when its prompts were T0's own."""
+  if d.get("prompt_collection") != "promptsource":
+    return None
+  return d.get("t0_reference_mean_accuracy")
+
+
+def _collections_line(datasets: Dict[str, dict]) -> str:
+  found = sorted({d.get("prompt_collection", "other") for d in datasets.values()})
+  text = "; ".join(PROMPT_COLLECTIONS.get(c, c) for c in found)
+  line = f"Prompts: {text}."
+  if any(d.get("t0_reference_mean_accuracy") is not None and reference(d) is None
+         for d in datasets.values()):
+    line += (" T0 (mean) is shown only for datasets evaluated with T0's own prompts "
+             "(`--promptsource_dir`, or P3): T0's figures were measured on those.")
+  return line
+
+
 def _rank_table(datasets: Dict[str, dict]) -> List[str]:
-  lines = ["| dataset | prompts | median | mean | min | max | T0 (mean) | per-token median | "
-           "per-char median | calibrated median | prompted examples | target not in choices |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| dataset | prompts | median | mean | min | max | T0 (mean) | chance | held out | "
+           "per-token median | per-char median | calibrated median | prompted examples | "
+           "target not in choices |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|"]
   for name, d in datasets.items():
     group = d["original_task"]
     acc = group.get("accuracy", {})
@@ -55,7 +84,8 @@ def _rank_table(datasets: Dict[str, dict]) -> List[str]:
     lines.append(
         f"| {name} | {acc.get('num_prompts', len(group.get('prompts', [])))} | "
         f"{_number(acc.get('median'))} | {_number(acc.get('mean'))} | {_number(acc.get('min'))} | "
-        f"{_number(acc.get('max'))} | {_number(d.get('t0_reference_mean_accuracy'))} | "
+        f"{_number(acc.get('max'))} | {_number(reference(d))} | "
+        f"{_number(d.get('chance'))} | {'yes' if d.get('held_out') else '-'} | "
         f"{median('accuracy_per_token')} | {median('accuracy_per_char')} | "
         f"{median('accuracy_calibrated')} | {group.get('num_examples', '-')} | "
         f"{group.get('num_target_not_in_choices', '-')} |")
@@ -111,7 +141,9 @@ def markdown(results: dict, checkpoint: Optional[str] = None) -> str:
           f"{_number(timing.get('seconds'))} s. Accuracy in %, by summed log-likelihood of the "
           "choice's tokens with EOS (T0's metric), over each dataset's original-task prompts. "
           "Examples whose target is not among the choices are excluded and counted. T0 (mean) "
-          "is the released T0 (11B)'s mean accuracy over prompts (third-party figures).", ""]
+          "is the released T0 (11B)'s mean accuracy over prompts (third-party figures); chance is "
+          "a uniform guess's accuracy (the mean of 1/number-of-choices); held-out datasets are "
+          "evaluated but trained on by no catalogue mixture.", "", _collections_line(datasets), ""]
   if rank:
     out += ["## Rank classification (original-task prompts)", ""] + _rank_table(rank) + [""]
     if ANLI_AVERAGE in rank:
@@ -157,23 +189,31 @@ def write_figure(results: dict, output_dir: str) -> Optional[str]:
     stats = results["datasets"][name]["original_task"].get("accuracy", {})
     if stats.get("num_prompts"):
       ax.hlines(stats["median"], x - 0.3, x + 0.3, colors="black", linewidth=2, zorder=4)
-    reference = results["datasets"][name].get("t0_reference_mean_accuracy")
-    if reference is not None:
-      ax.scatter(x + 0.36, reference, marker="*", s=90, color="tab:red", zorder=5)
+    chance = results["datasets"][name].get("chance")
+    if chance is not None:
+      ax.hlines(chance, x - 0.4, x + 0.4, colors="grey", linestyles="dashed", linewidth=1,
+                zorder=2)
+    figure = reference(results["datasets"][name])
+    if figure is not None:
+      ax.scatter(x + 0.36, figure, marker="*", s=90, color="tab:red", zorder=5)
   ax.set_xlim(-0.6, len(names) - 0.4)
   ax.set_xticks(range(len(names)))
-  ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+  ax.set_xticklabels([n + (" (held out)" if results["datasets"][n].get("held_out") else "")
+                      for n in names], rotation=30, ha="right", fontsize=8)
   ax.set_ylabel("accuracy (%)")
   ax.set_ylim(-2, 102)
   ax.grid(axis="y", alpha=0.3)
-  ax.set_title(f"{results['mixture_or_task']}: accuracy of each prompt", fontsize=10)
+  collections = sorted({d.get("prompt_collection", "other") for d in results["datasets"].values()})
+  ax.set_title(f"{results['mixture_or_task']}: accuracy of each prompt "
+               f"({', '.join(collections)} prompts)", fontsize=10)
   legend = [
       Line2D([], [], marker="o", linestyle="", color="tab:blue", label="original-task prompt"),
       Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="tab:blue",
              label="other prompt"),
       Line2D([], [], color="black", linewidth=2, label="median (original-task)"),
+      Line2D([], [], color="grey", linestyle="dashed", linewidth=1, label="chance"),
       Line2D([], [], marker="*", linestyle="", color="tab:red", markersize=9,
-             label="T0 11B mean (reference)")]
+             label="T0 11B mean (reference, T0's prompts only)")]
   ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   path = os.path.join(output_dir, figure_name(results["mixture_or_task"]))

@@ -254,15 +254,23 @@ def _parses(source: str) -> bool:
     return True
 
 
-def prepare_example(example: Mapping, aliases: Mapping[str, str] | None = None) -> dict:
+def prepare_example(example: Mapping, aliases: Mapping[str, Any] | None = None) -> dict:
     """The example as templates see it: top-level field names with `-` get `_` (promptsource's
-    `removeHyphen`, which t-zero applied before every template), and each alias
-    {name in the templates: name in the data} adds the old name when only the new one exists."""
+    `removeHyphen`, which t-zero applied before every template), and each alias adds the field
+    under the name the templates use when only today's name exists. An alias is
+    {old name: today's name}, or {old name: {"field": today's name, "values": [old id of each
+    of today's ids]}} when the hub also reordered a ClassLabel (ids outside the list, such as
+    an unlabeled -1, are kept)."""
     prepared = {(key.replace("-", "_") if isinstance(key, str) else key): value
                 for key, value in example.items()}
     for old, new in (aliases or {}).items():
-        if old not in prepared and new in prepared:
-            prepared[old] = prepared[new]
+        field, values = (new, None) if isinstance(new, str) else (new["field"], new["values"])
+        if old in prepared or field not in prepared:
+            continue
+        value = prepared[field]
+        if values is not None and isinstance(value, int) and 0 <= value < len(values):
+            value = values[value]
+        prepared[old] = value
     return prepared
 
 

@@ -111,6 +111,15 @@ def _error_from(header: dict) -> Exception:
   return RuntimeError(f"The data process failed with {kind}: {message}\n{header['traceback']}")
 
 
+def _seqio_flags() -> dict:
+  """SeqIO's process-wide settings that --tfds_data_dir and --seqio_additional_cache_dirs set."""
+  seqio = sys.modules.get("seqio")
+  if seqio is None:
+    return {}
+  return {"cache_dirs": list(seqio.get_global_cache_dirs()),
+          "tfds_data_dir": getattr(seqio.utils, "_TFDS_DATA_DIR_OVERRIDE", None)}
+
+
 class ProcessBatches:
   """Iterator over this host's batches from step `start_step` on, made by a child process."""
 
@@ -120,7 +129,8 @@ class ProcessBatches:
     spec = {"data": dataclasses.asdict(data), "start_step": int(start_step),
             "slice_index": int(slice_index), "num_slices": int(num_slices),
             "truncation_check_examples": int(truncation_check_examples),
-            "modules": _gin_imported_modules(), "settings": settings.snapshot()}
+            "modules": _gin_imported_modules(), "settings": settings.snapshot(),
+            "seqio": _seqio_flags()}
     spec["data"]["task_feature_lengths"] = dict(spec["data"]["task_feature_lengths"])
     read_fd, write_fd = os.pipe()
     try:
@@ -195,6 +205,13 @@ def _child(out) -> int:
   try:
     from t0jax.data import settings
     settings.apply(spec["settings"])
+    from t0jax.data.tf_setup import import_tensorflow
+    import_tensorflow()  # quietly, before seqio or the catalogue import it
+    if spec.get("seqio"):
+      import seqio
+      seqio.add_global_cache_dirs(spec["seqio"]["cache_dirs"])
+      if spec["seqio"]["tfds_data_dir"]:
+        seqio.set_tfds_data_dir_override(spec["seqio"]["tfds_data_dir"])
     import importlib
     import t0jax.catalog  # noqa: F401 - registers the catalogue
     for module in spec["modules"]:

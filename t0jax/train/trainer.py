@@ -200,6 +200,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     _keep_vocabulary(d.mixture_or_task_name, model_dir)
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), s.checkpoint.keep,
                       s.checkpoint.async_save)
+  evaluate = _make_eval(cfg, part, s) if s.eval.period else None  # a bad name fails here
   state, start, base, batches = _start(s, cfg, tx, part, data, ckpt, shapes, shardings,
                                        run_config)
   step_fn = jax.jit(make_train_step(cfg, tx, schedule, num_microbatches, s.loss.z_loss,
@@ -207,7 +208,6 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                     s.loss.label_smoothing),
                     in_shardings=(shardings, part.batch_sharding),
                     out_shardings=(shardings, part.replicated), donate_argnums=0)
-  evaluate = _make_eval(cfg, part, s) if s.eval.period else None
   progress = _Progress(s, cfg, target, start, base, ckpt.latest_step())
   state, step, preempted = _loop(state, start, step_fn, batches, part, data, ckpt, run_config,
                                  progress, evaluate, s, target, base)
