@@ -11,6 +11,7 @@ page cache warm); the figures are its time and its peak RSS above its baseline a
     python bench/checkpoint_load.py --layers 12     # ~1.7 GB
     python bench/checkpoint_load.py --dir /big/tmp  # where the two checkpoints are written
 """
+
 import argparse
 import json
 import os
@@ -28,9 +29,18 @@ RESULT = "CHECKPOINT_LOAD "
 
 def _config(layers: int):
   from t0jax.model.config import T5Config
-  return T5Config(vocab_size=32128, d_model=1024, num_heads=16, head_dim=64, d_ff=2816,
-                  num_layers=layers, num_decoder_layers=layers,
-                  mlp_activations=("gelu", "linear"), tie_word_embeddings=False)
+
+  return T5Config(
+    vocab_size=32128,
+    d_model=1024,
+    num_heads=16,
+    head_dim=64,
+    d_ff=2816,
+    num_layers=layers,
+    num_decoder_layers=layers,
+    mlp_activations=("gelu", "linear"),
+    tie_word_embeddings=False,
+  )
 
 
 def write_checkpoints(root: str, layers: int) -> dict:
@@ -38,6 +48,7 @@ def write_checkpoints(root: str, layers: int) -> dict:
   import torch
   from safetensors.torch import save_file
   from t0jax.checkpoints import hf
+
   cfg = _config(layers)
   gen = torch.Generator().manual_seed(0)
   state = {t.hf_name: torch.randn(t.hf_shape, generator=gen) for t in hf._tensors(cfg)}
@@ -59,6 +70,7 @@ def _rss_kib() -> int:
 def _worker(mode: str, root: str) -> None:
   if mode == "torch":
     import torch
+
     torch.set_num_threads(len(os.sched_getaffinity(0)))
   else:
     import numpy as np
@@ -67,8 +79,7 @@ def _worker(mode: str, root: str) -> None:
   base = _rss_kib()
   start, checksum = time.perf_counter(), 0.0
   if mode == "torch":
-    state = torch.load(os.path.join(root, "bin", "pytorch_model.bin"), mmap=True,
-                       weights_only=True)
+    state = torch.load(os.path.join(root, "bin", "pytorch_model.bin"), mmap=True, weights_only=True)
     opened = time.perf_counter() - start
     for name, value in state.items():
       # t0jax's layout: every 2-D weight but the embedding transposed.
@@ -81,24 +92,38 @@ def _worker(mode: str, root: str) -> None:
     _, params = module.load_params(directory, lazy=True)
     opened = time.perf_counter() - start
     import jax
+
     for leaf in jax.tree.leaves(params):
       x = np.asarray(leaf)
       checksum += float(x.reshape(-1)[::4097].sum())
       del x
   seconds = time.perf_counter() - start
   peak = _common.peak_rss_mib()["peak_rss_steps_mib"]
-  print(RESULT + json.dumps({"mode": mode, "seconds": seconds, "open_seconds": opened,
-                             "peak_above_base_mib": peak - base / 1024, "checksum": checksum}))
+  print(
+    RESULT
+    + json.dumps(
+      {
+        "mode": mode,
+        "seconds": seconds,
+        "open_seconds": opened,
+        "peak_above_base_mib": peak - base / 1024,
+        "checksum": checksum,
+      }
+    )
+  )
 
 
 def _run(mode: str, root: str) -> dict:
-  done = subprocess.run([sys.executable, __file__, "--worker", mode, "--dir", root],
-                        capture_output=True, text=True,
-                        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
+  done = subprocess.run(
+    [sys.executable, __file__, "--worker", mode, "--dir", root],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"},
+  )
   line = [s for s in done.stdout.splitlines() if s.startswith(RESULT)]
   if done.returncode or not line:
     raise SystemExit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
-  return json.loads(line[-1][len(RESULT):])
+  return json.loads(line[-1][len(RESULT) :])
 
 
 def main() -> None:
@@ -114,8 +139,10 @@ def main() -> None:
   try:
     t = time.perf_counter()
     sizes = write_checkpoints(root, args.layers)
-    print(f"wrote {sizes['tensors']} tensors, {sizes['total_bytes'] / 2**30:.2f} GiB (largest "
-          f"{sizes['largest_bytes'] / 2**20:.0f} MiB) twice in {time.perf_counter() - t:.0f} s")
+    print(
+      f"wrote {sizes['tensors']} tensors, {sizes['total_bytes'] / 2**30:.2f} GiB (largest "
+      f"{sizes['largest_bytes'] / 2**20:.0f} MiB) twice in {time.perf_counter() - t:.0f} s"
+    )
     for sub, name in (("bin", "pytorch_model.bin"), ("st", "model.safetensors")):
       with open(os.path.join(root, sub, name), "rb") as f:  # warm the page cache for all
         while f.read(64 << 20):
@@ -132,11 +159,15 @@ def main() -> None:
     best = {m: min(runs[m], key=lambda r: r["seconds"]) for m in modes}
     for m in modes:
       r, peak = best[m], max(x["peak_above_base_mib"] for x in runs[m])
-      print(f"{m:<18} {r['seconds']:6.2f} s (open {r['open_seconds']:.2f} s)  "
-            f"{sizes['total_bytes'] / 2**30 / r['seconds']:5.2f} GiB/s  peak RSS above baseline "
-            f"{peak:7.0f} MiB = {peak / largest:.2f}x the largest tensor")
-    print(f"ratio t0jax/torch time (bin): "
-          f"{best['t0jax-bin']['seconds'] / best['torch']['seconds']:.2f}x")
+      print(
+        f"{m:<18} {r['seconds']:6.2f} s (open {r['open_seconds']:.2f} s)  "
+        f"{sizes['total_bytes'] / 2**30 / r['seconds']:5.2f} GiB/s  peak RSS above baseline "
+        f"{peak:7.0f} MiB = {peak / largest:.2f}x the largest tensor"
+      )
+    print(
+      f"ratio t0jax/torch time (bin): "
+      f"{best['t0jax-bin']['seconds'] / best['torch']['seconds']:.2f}x"
+    )
   finally:
     if not args.dir:
       shutil.rmtree(root, ignore_errors=True)

@@ -498,6 +498,25 @@ def test_convert_refuses_a_non_empty_destination(tmp_path, model, vocab_file, ca
   assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("to", ["hf", "t0jax"])
+def test_an_interrupted_convert_leaves_no_destination(tmp_path, model, vocab_file, monkeypatch, to):
+  src = _hf_dir(tmp_path / "src", model, vocab_file)
+  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  from t0jax.checkpoints import orbax
+
+  owner, name = (hf, "save_file") if to == "hf" else (orbax.Checkpointer, "save")
+  real, written = getattr(owner, name), []
+
+  def write_then_interrupt(*args, **kwargs):  # Ctrl-C once a first file has been written
+    written.append(real(*args, **kwargs))
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(owner, name, write_then_interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    convert.main([str(src), str(tmp_path / "dst"), "--to", to, "--max_shard_size", "20KB"])
+  assert written and sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 # ---------------------------------------------------------------------------------------------
 # mT5 / mT0
 

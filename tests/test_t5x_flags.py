@@ -157,9 +157,9 @@ def _gin(tmp_path, text, name="mine.gin"):
 @pytest.mark.parametrize("text,expected", [
     ("TRAIN_STEPS = (\n", ":2: gin syntax error"),
     ("TRAIN_STEPS = 3 4\n", ":2: gin syntax error"),
-    ("trian.batch_size = 4\n", ":2: unknown gin configurable 'trian'. Closest: train"),
-    ("train.batch_sise = 4\n", ":2: unknown gin parameter train.batch_sise. Closest: batch_size"),
-    ("partitioning.PjitPartitioner.num_partitions = 2\n", ":2: unknown gin configurable "
+    ("trian.batch_size = 4\n", ":2: Unknown gin configurable 'trian'. Closest: train"),
+    ("train.batch_sise = 4\n", ":2: Unknown gin parameter train.batch_sise. Closest: batch_size"),
+    ("partitioning.PjitPartitioner.num_partitions = 2\n", ":2: Unknown gin configurable "
      "'partitioning.PjitPartitioner': T5X's partitioning.PjitPartitioner.num_partitions is "
      "t0jax's NUM_PARTITIONS"),
     ("TRAIN_STEP = 5\n", ":2: the macro TRAIN_STEP is set but no gin file reads it. Closest: "
@@ -171,6 +171,9 @@ def _gin(tmp_path, text, name="mine.gin"):
     ("TRAIN_STEPS = 'many'\n", ":2: TRAIN_STEPS = 'many' must be an integer >= 1 or None."),
     ("DROPOUT_RATE = 1.5\n", ":2: DROPOUT_RATE = 1.5 must be in [0, 1)."),
     ("include 'gin/nope.gin'\n", ":2: gin file 'gin/nope.gin' not found"),
+    ("TASK_FEATURE_LENGTHS = [512, 8]\n", ":2: TASK_FEATURE_LENGTHS = [512, 8] must be a dict"),
+    ("TASK_FEATURE_LENGTHS = {'inputs': 0, 'targets': 8}\n", ":2: TASK_FEATURE_LENGTHS = "
+     "{'inputs': 0, 'targets': 8} must give positive integer lengths (inputs)."),
 ])
 def test_gin_file_mistakes_name_the_file_and_line_in_one_line(tmp_path, capsys, text, expected):
   path = _gin(tmp_path, text)

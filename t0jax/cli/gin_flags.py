@@ -170,13 +170,13 @@ def _explain(err: BaseException, texts, labelled_bindings) -> str:
     full = (line.group(1).split("=")[0].strip() if line else name)
     row = t5x_names.lookup(full)
     if row is not None:
-      return f"{where}unknown gin configurable {name!r}: {t5x_names.explain(row)}."
+      return f"{where}Unknown gin configurable {name!r}: {t5x_names.explain(row)}."
     row = t5x_names.lookup_prefix(name)
     if row is not None:
-      return (f"{where}unknown gin configurable {name!r}: t0jax spells T5X's names differently "
+      return (f"{where}Unknown gin configurable {name!r}: t0jax spells T5X's names differently "
               f"(e.g. {row.t5x} -> {row.t0jax}); the table is in docs/t5x.md.")
     close = _closest_configurable(name)
-    return f"{where}unknown gin configurable {name!r}." + (
+    return f"{where}Unknown gin configurable {name!r}." + (
         f" Closest: {', '.join(close)}." if close else " Check the spelling, or import the "
         "module that defines it in the gin file.")
   m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", msg)
@@ -188,7 +188,7 @@ def _explain(err: BaseException, texts, labelled_bindings) -> str:
     configurable = gin.config._REGISTRY.get_match(fn)
     params = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
     close = difflib.get_close_matches(param, params, n=3)
-    return f"{where}unknown gin parameter {fn}.{param}." + (
+    return f"{where}Unknown gin parameter {fn}.{param}." + (
         f" Closest: {', '.join(close)}." if close else f" Valid: {', '.join(params)}.")
   m = re.search(r"No bindings specified for '([^'/]+)/gin.macro'", msg)
   if m:
@@ -294,6 +294,19 @@ def _string(v):
   return None if isinstance(v, str) and v else "must be a non-empty string"
 
 
+def _optional_string(v):
+  return None if v is None else _string(v)
+
+
+def _feature_lengths(v):
+  if v is None:
+    return None
+  if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+    return "must be a dict such as {'inputs': 1024, 'targets': 256}"
+  bad = [k for k, n in v.items() if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+  return f"must give positive integer lengths ({', '.join(bad)})" if bad else None
+
+
 # Macros whose values are checked after parsing; a macro no file defines is skipped.
 CHECKS = {
     "TRAIN_STEPS": _int_at_least(1, none_ok=True), "TRAIN_STEPS_RELATIVE": _int_at_least(1, none_ok=True),
@@ -307,7 +320,8 @@ CHECKS = {
     "DROPOUT_RATE": _fraction, "LABEL_SMOOTHING": _fraction, "Z_LOSS": _non_negative,
     "LEARNING_RATE": _non_negative, "LOSS_NORMALIZING_FACTOR": _normalizing_factor,
     "USE_CACHED_TASKS": _boolean, "RANDOM_SEED": _seed, "SEED": _seed,
-    "MIXTURE_OR_TASK_NAME": _string,
+    "MIXTURE_OR_TASK_NAME": _string, "MODEL_DIR": _string,
+    "INITIAL_CHECKPOINT_PATH": _optional_string, "TASK_FEATURE_LENGTHS": _feature_lengths,
 }
 
 

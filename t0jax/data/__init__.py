@@ -11,6 +11,7 @@ import importlib
 _EXPORTS = {
     "DEFAULT_VOCAB": "settings", "configure": "settings", "set_data_dir": "settings",
     "set_source": "settings", "set_tfds_data_dir": "settings", "set_vocab": "settings",
+    "set_p3_dir": "settings", "set_cache_dirs": "settings", "write_cache": "caches",
     "DataUnavailableError": "readers", "SourceSpec": "readers", "open_split": "readers",
     "shard_range": "readers", "skip_counts": "skips", "PromptedDataSource": "source",
     "PromptRef": "source", "answer_index_postprocessor": "preprocessors",

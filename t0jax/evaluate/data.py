@@ -158,6 +158,12 @@ def task_kind(task_name: str, spec: Mapping) -> str:
 
 def _read(task, split, lengths, max_examples, host, hosts, vocabulary,
           use_cached=False) -> TaskData:
+  if use_cached:  # a missing or mismatching cache, named, instead of seqio's bare assertion
+    from t0jax.data import caches
+    try:
+      caches.check_cached_tasks([task], split)
+    except caches.CacheError as e:
+      raise EvalDataError(str(e)) from e
   try:
     ds, stride = _dataset(task, split, lengths, max_examples, host, hosts, use_cached)
     kind = task_kind(task.name, ds.element_spec)

@@ -466,7 +466,7 @@ def _has_choices(task) -> bool:
 def _rank_eval(model: EncoderDecoderModel, params, part: Partitioner, name: str,
                s: RunSettings) -> dict:
   from t0jax.evaluate.evaluator import evaluate
-  results = evaluate(model.module, params, model.config, name, batch_size=s.data.batch_size,
+  results = evaluate(model, params, model.config, name, batch_size=s.data.batch_size,
                      max_examples=s.eval.max_examples, partitioner=part)
   out = {}
   for dataset, entry in results["datasets"].items():
