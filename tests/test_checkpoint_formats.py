@@ -429,7 +429,28 @@ def test_t5x_config_is_inferred_from_shapes_and_the_step_kept(t5x_pair):
   assert overridden.relative_attention_max_distance == 64
 
 
-def test_t5x_unsupported_version_and_orbax_layout_are_refused(tmp_path, t5x_pair):
+def test_orbax_based_t5x_loads_the_same_weights(tmp_path, t5x_pair):
+  """T5X with use_orbax=True: `checkpoint_<step>/state/`, an Orbax PyTree of the train state
+  dict ({"target": params, "state": {...}}), read one parameter at a time."""
+  import orbax.checkpoint as ocp
+
+  model_dir, same, _ = t5x_pair
+  cfg, expected, _ = checkpoints.load(same)
+  target = jax.tree.map(
+    lambda x: np.asarray(x).astype(ml_dtypes.bfloat16), jax.tree.map(np.asarray, expected)
+  )
+  target["encoder"]["layers_1"]["attention"]["query"]["kernel"] = target["encoder"]["layers_1"][
+    "attention"
+  ]["query"]["kernel"].reshape(cfg.d_model, -1)  # T5X's 2-D kernel
+  state = {"target": target, "state": {"step": np.int32(1200), "param_states": {}}}
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "run" / "checkpoint_1200" / "state"), state)
+  loaded, params, info = checkpoints.load(tmp_path / "run")
+  assert (info.format, info.step) == ("t5x", 1200)
+  assert loaded.shape_signature() == cfg.shape_signature()
+  jax.tree.map(np.testing.assert_array_equal, params, expected)
+
+
+def test_t5x_unsupported_version_unreadable_orbax_and_unknown_names_are_refused(tmp_path, t5x_pair):
   _, _, cfg = t5x_pair
   shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
   params = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), shapes)
@@ -441,7 +462,7 @@ def test_t5x_unsupported_version_and_orbax_layout_are_refused(tmp_path, t5x_pair
   ):
     checkpoints.load(tmp_path / "old" / "checkpoint_5")
   (tmp_path / "orbax" / "checkpoint_7" / "state").mkdir(parents=True)
-  with pytest.raises(CheckpointError, match="Orbax-based T5X checkpoint"):
+  with pytest.raises(CheckpointError, match="not a readable Orbax-based T5X checkpoint"):
     checkpoints.load(tmp_path / "orbax" / "checkpoint_7")
   params["encoder"]["layers_0"]["attention"]["gate"] = {"kernel": np.zeros((32, 32), np.float32)}
   write_t5x(tmp_path / "odd" / "checkpoint_9", params, 9)

@@ -285,3 +285,13 @@ def test_tasks_show_prints_p3_rows_and_names_a_missing_task_in_one_line(trees, u
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1
   assert "task demo_pairs_who not found in the P3 dir" in err and roots["parquet"] in err
+
+
+def test_null_parquet_cells_read_as_empty_values(tmp_path, use_p3):
+  write_parquet(str(tmp_path), "demo_reviews_tone", "train",
+                [{"inputs": [5, 6], "targets": [7, 1], "inputs_pretokenized": None,
+                  "answer_choices": None}])
+  use_p3(str(tmp_path))
+  (got,) = read(catalog.get_task_or_mixture("demo_reviews_tone"), "train")
+  assert list(got["inputs"]) == [5, 6] and got["inputs_pretokenized"] == b""
+  assert list(got["answer_choices"]) == []

@@ -238,3 +238,12 @@ def test_commands_run_from_another_folder_log_no_false_errors(tmp_path):
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr
   assert "ERROR" not in proc.stderr and "Path not found" not in proc.stderr, proc.stderr
+
+
+def test_a_command_after_another_in_the_same_process_owns_gin_again(tmp_path, capsys):
+  """A test or notebook runs commands one after another: the first locks gin's configuration."""
+  gin.clear_config()
+  gin.finalize()
+  code, out, err = _run(["train", f"--gin_file={DEMO}", f"--model_dir={tmp_path}",
+                         "--gin.TRAIN_STEPS=-1"], capsys)
+  assert code == 2 and err == "t0jax train: --gin.TRAIN_STEPS: TRAIN_STEPS = -1 must be >= 1.\n"

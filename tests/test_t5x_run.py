@@ -142,8 +142,8 @@ def test_train_steps_is_absolute_from_a_checkpoint_with_a_step(session, monkeypa
                                                           "--gin.EVAL_PERIOD"))]
   code = cli.main(argv + ['--gin.MODEL_DIR="run2"', '--gin.INITIAL_CHECKPOINT_PATH="run1"',
                           "--gin.TRAIN_STEPS=5"])
-  out = capsys.readouterr().out
-  assert code == 0 and "done at step 5" in out
+  printed = capsys.readouterr()
+  assert code == 0 and "done at step 5" in printed.out, printed.err
   from t0jax.train.writer import read_metrics
   steps = [r["step"] for r in read_metrics(str(work / "run2")) if "loss" in r]
   assert steps == [4, 5]  # 3 (the checkpoint's step) + 2 fine-tuning steps
@@ -161,7 +161,8 @@ def test_infer_writes_t5x_files_that_read_back(session, monkeypatch, capsys):
     code = cli.main(["infer", "--gin.MIXTURE_OR_TASK_NAME=t5x_user_mix",
                      f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}", '--gin.CHECKPOINT_PATH="run1"',
                      f'--gin.INFER_OUTPUT_DIR="{work / "infer"}"', f"--mode={mode}",
-                     "--gin.BATCH_SIZE=4"])
+                     "--gin.BATCH_SIZE=4",
+                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"])
     assert code == 0, capsys.readouterr().err
   assert sorted(os.listdir(work / "infer")) == ["t5x_user_echo-predict.jsonl-00000-of-00001",
                                                 "t5x_user_echo-score.jsonl-00000-of-00001"]

@@ -272,15 +272,11 @@ def _weight_map(index: epath.Path) -> dict:
 
 
 def detect(path) -> bool:
-  path = epath.Path(path)
-  return (path / hf.CONFIG_FILE).exists() and (
-    (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists()
-  )
+  return hf.has_weights(path, WEIGHTS_FILE, INDEX_FILE)
 
 
-def read_config(path):
-  """The T5Config of the directory's config.json (no tensor is read)."""
-  return hf.config_from_hf(hf.read_hf_config(path), str(epath.Path(path) / hf.CONFIG_FILE))
+# The config comes from config.json, as for every HF-named format.
+read_config = hf.read_config
 
 
 def load_params(

@@ -20,7 +20,7 @@ from typing import Optional
 import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read bf16 files)
 import numpy as np
-from safetensors import safe_open
+import ml_dtypes
 from etils import epath
 from safetensors.numpy import save_file
 
@@ -208,8 +208,58 @@ def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
 # Loading
 
 
+# safetensors' dtype names; bf16 is ml_dtypes' (numpy has none).
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+              "BOOL": np.bool_}
+
+
+class _SafetensorsFile:
+  """One safetensors file read by offset (positioned reads into fresh arrays).
+
+  safetensors' own numpy reader memory-maps the file, so every page it touches stays in the
+  process's resident set until the file is closed: a whole 44 GB checkpoint by the end of an
+  import. Reading each tensor's bytes into its own array keeps the peak at about one tensor.
+  The header is the format's documented 8-byte length + JSON (name -> dtype, shape, offsets).
+  """
+
+  def __init__(self, path):
+    self.path = path
+    try:
+      with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    except (OSError, ValueError) as e:
+      raise CheckpointError(f"{path}: not a readable safetensors file ({e}); download it "
+                            "again.") from e
+    header.pop("__metadata__", None)
+    self._data_start = 8 + size
+    self.tensors = {}
+    for name, entry in header.items():
+      if entry.get("dtype") not in _ST_DTYPES:
+        raise CheckpointError(f"{path}: tensor {name} has dtype {entry.get('dtype')!r}, which "
+                              "t0jax does not read.")
+      begin, end = entry["data_offsets"]
+      self.tensors[name] = (np.dtype(_ST_DTYPES[entry["dtype"]]), tuple(entry["shape"]), begin,
+                            end)
+
+  def read(self, name: str, start_row: int = 0, stop_row=None) -> np.ndarray:
+    dtype, shape, begin, end = self.tensors[name]
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if shape else 0
+    if shape and stop_row is not None:
+      shape = (stop_row - start_row,) + shape[1:]
+      begin, end = begin + start_row * row_bytes, begin + stop_row * row_bytes
+    out = np.empty(shape, dtype)
+    with self.path.open("rb") as f:
+      f.seek(self._data_start + begin)
+      if read_into(f, out) != end - begin:
+        raise CheckpointError(f"{self.path}: tensor {name} is cut short (the file is truncated); "
+                              "download it again.")
+    return out
+
+
 class _TensorFiles:
-  """The safetensors files of a checkpoint directory, opened lazily (memory-mapped).
+  """The safetensors files of a checkpoint directory (headers read now, tensors on demand).
 
   A tensor source: `names` (a container of HF tensor names), `shape(name)`, `get(name)` and
   `where` (names the checkpoint in errors); torch_bin and flax_msgpack provide the same.
@@ -229,24 +279,23 @@ class _TensorFiles:
       files = [single]
     else:
       raise CheckpointNotFoundError(_no_safetensors_message(directory))
-    self._handles, self.names = [], {}
+    self.names = {}
     for file in files:
       if not file.exists():
         raise CheckpointNotFoundError(f"{index} lists shard {file.name}, which is missing from "
                                       f"{directory}; download the complete checkpoint.")
-      handle = safe_open(str(file), framework="np")
-      self._handles.append(handle)
-      for name in handle.keys():
-        self.names[name] = handle
+      opened = _SafetensorsFile(file)
+      for name in opened.tensors:
+        self.names[name] = opened
 
   def shape(self, name: str) -> tuple:
-    return tuple(self.names[name].get_slice(name).get_shape())
+    return self.names[name].tensors[name][1]
 
   def get(self, name: str) -> np.ndarray:
-    return self.names[name].get_tensor(name)
+    return self.names[name].read(name)
 
   def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-    return self.names[name].get_slice(name)[start:stop]
+    return self.names[name].read(name, start, stop)
 
 
 def read_into(f, out: np.ndarray) -> int:
@@ -417,11 +466,17 @@ class Deferred:
 # The format interface of t0jax/checkpoints/__init__.py.
 
 
-def detect(path) -> bool:
-  """An HF directory of safetensors: config.json beside model.safetensors or its index."""
+def has_weights(path, weights_file: str = WEIGHTS_FILE, index_file: str = INDEX_FILE) -> bool:
+  """An HF directory: config.json beside `weights_file` or its sharding index. Every HF-named
+  format (safetensors, pytorch_model.bin, flax_model.msgpack) is detected by this rule."""
   path = epath.Path(path)
   return (path / CONFIG_FILE).exists() and (
-      (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists())
+      (path / weights_file).exists() or (path / index_file).exists())
+
+
+def detect(path) -> bool:
+  """An HF directory of safetensors: config.json beside model.safetensors or its index."""
+  return has_weights(path)
 
 
 def read_config(path) -> T5Config:

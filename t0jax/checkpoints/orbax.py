@@ -153,7 +153,7 @@ def load_params(path, cfg: Optional[T5Config] = None, shardings=None, *,
   same_layout = saved.scan_layers == scanned
   shapes = jax.eval_shape(lambda: init_params(saved, jax.random.key(0)))
   if shardings is None or not same_layout:  # restored on one device, then laid out and placed
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restore_shardings = jax.tree.map(lambda _: device, shapes)
   else:
     restore_shardings = shardings

@@ -9,6 +9,8 @@ keeps, so no name table is needed; attention kernels may be 2-D (`[embed, heads 
 T5X stores them) or 3-D. A T5X checkpoint holds no model config and no vocabulary: the config is
 inferred from the shapes, and what shapes cannot tell (relative attention max distance, the MLP
 activation) comes from gin (`T5Config.relative_attention_max_distance = ...`) or T5 1.1's values.
+With `use_orbax=True`, T5X writes `checkpoint_<step>/state/` instead, an Orbax PyTree of the same
+`{"target", "state"}` dict: its parameters are read with Orbax, one at a time.
 """
 
 import functools
@@ -84,11 +86,7 @@ def read_step(path):
 
 def _contents(step_dir: epath.Path) -> dict:
   if (step_dir / "state").is_dir() and not (step_dir / CHECKPOINT_FILE).exists():
-    raise CheckpointError(
-      f"{step_dir}: an Orbax-based T5X checkpoint (written with use_orbax=True), which t0jax "
-      "does not read. Convert it once with T5X to the native format (restore it in T5X with "
-      "use_orbax=True, save with use_orbax=False), or to Hugging Face safetensors."
-    )
+    return _orbax_target(step_dir / "state")
   tree = flax_msgpack.read_tree(step_dir / CHECKPOINT_FILE)
   version = tree.get("version", 0) if isinstance(tree, dict) else None
   if version not in SUPPORTED_VERSIONS:
@@ -103,6 +101,56 @@ def _contents(step_dir: epath.Path) -> dict:
       f"{step_dir / CHECKPOINT_FILE}: no optimizer/target tree; not a T5X checkpoint."
     ) from None
   return target
+
+
+class _OrbaxLeaf:
+  """A parameter of an Orbax-based T5X checkpoint (`use_orbax=True`), read alone on demand."""
+
+  def __init__(self, state_dir: epath.Path, path: tuple, shape: tuple):
+    self.state_dir, self.path, self.shape = state_dir, path, tuple(shape)
+
+  def read(self) -> np.ndarray:
+    import orbax.checkpoint as ocp
+
+    def one(leaf):  # the tree {"target": {...: leaf}} holding only this parameter
+      node = leaf
+      for key in reversed(("target",) + self.path):
+        node = {key: node}
+      return node
+
+    restored = ocp.PyTreeCheckpointer().restore(
+      str(self.state_dir),
+      args=ocp.args.PyTreeRestore(
+        item=one(np.zeros(self.shape, np.float32)),
+        restore_args=one(ocp.RestoreArgs(restore_type=np.ndarray)),
+        partial_restore=True,
+      ),
+    )
+    node = restored["target"]
+    for key in self.path:
+      node = node[key]
+    return np.asarray(node)
+
+
+def _orbax_target(state_dir: epath.Path) -> dict:
+  """The `target` tree of T5X's Orbax `state` item, as `_OrbaxLeaf`s (its metadata only)."""
+  import orbax.checkpoint as ocp
+
+  try:
+    tree = dict(ocp.PyTreeCheckpointer().metadata(str(state_dir)).item_metadata)
+    target = tree["target"]
+  except (KeyError, TypeError, ValueError, OSError) as e:
+    raise CheckpointError(
+      f"{state_dir}: not a readable Orbax-based T5X checkpoint (expected a 'target' tree in its "
+      f"state item: {e}); convert it with T5X to the native format (use_orbax=False)."
+    ) from None
+
+  def wrap(node, path):
+    if isinstance(node, dict) or hasattr(node, "keys"):
+      return {k: wrap(v, path + (k,)) for k, v in dict(node).items()}
+    return _OrbaxLeaf(state_dir, path, node.shape)
+
+  return wrap(target, ())
 
 
 def _is_spec(node) -> bool:

@@ -207,7 +207,8 @@ BAD_INPUT: Tuple[type, ...] = (UsageError, ValueError, KeyError, FileNotFoundErr
                                PermissionError)
 
 
-def run(command: str, argv: Optional[Sequence[str]], make_parser: Callable[[], argparse.ArgumentParser],
+def run(command: str, argv: Optional[Sequence[str]],
+        make_parser: Callable[[], argparse.ArgumentParser],
         body: Callable[[Context], Optional[int]], *, gin: bool = False, multihost: bool = False,
         bad_input: Tuple[type, ...] = (), failed: Tuple[type, ...] = ()) -> int:
   """Parse `argv`, start the process group, set up logging and data flags, run `body`, and turn
@@ -229,6 +230,10 @@ def run(command: str, argv: Optional[Sequence[str]], make_parser: Callable[[], a
     multi = bool(group and group.is_multiprocess)
     _configure_logging(getattr(args, "verbose", False), pid, multi)
     if gin:
+      import gin as gin_config
+      # The command owns gin's configuration; one run earlier in this process (a test, a
+      # notebook) left it locked, and the command's imports register configurables.
+      gin_config.clear_config()
       from t0jax.cli import gin_flags
       gin_flags.add_search_paths(_comma_list(args.gin_search_paths))
     _apply_data_flags(args)

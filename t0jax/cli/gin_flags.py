@@ -309,7 +309,8 @@ def _feature_lengths(v):
 
 # Macros whose values are checked after parsing; a macro no file defines is skipped.
 CHECKS = {
-    "TRAIN_STEPS": _int_at_least(1, none_ok=True), "TRAIN_STEPS_RELATIVE": _int_at_least(1, none_ok=True),
+    "TRAIN_STEPS": _int_at_least(1, none_ok=True),
+    "TRAIN_STEPS_RELATIVE": _int_at_least(1, none_ok=True),
     "BATCH_SIZE": _int_at_least(1), "EVAL_BATCH_SIZE": _int_at_least(1),
     "CHECKPOINT_PERIOD": _int_at_least(1), "LOG_PERIOD": _int_at_least(1),
     "EVAL_PERIOD": _int_at_least(0), "EVAL_STEPS": _int_at_least(1),

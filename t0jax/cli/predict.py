@@ -28,7 +28,8 @@ class UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
   p = common.parser(
-      "predict", verbose=False, description="Score answer choices by summed log-likelihood (choice tokens + "
+      "predict", verbose=False,
+      description="Score answer choices by summed log-likelihood (choice tokens + "
       "EOS, input without EOS), best first; or generate greedily when no choices are given.")
   p.add_argument("--checkpoint", required=True, metavar="PATH",
                  help="a Hugging Face T5 directory, or a t0jax checkpoint (MODEL_DIR, its "

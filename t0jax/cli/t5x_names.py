@@ -66,8 +66,8 @@ NAMES: Tuple[Name, ...] = (
     Name("utils.create_learning_rate_scheduler.factors", "train.learning_rate_schedule", REFUSE,
          "bind train.learning_rate_schedule = @t0jax.optim.constant_schedule() or "
          "@t0jax.optim.rsqrt_schedule()"),
-    Name("utils.create_learning_rate_scheduler.warmup_steps", "t0jax.optim.rsqrt_schedule.warmup_steps",
-         REFUSE, "warm-up belongs to the rsqrt schedule: train.learning_rate_schedule = "
+    Name("utils.create_learning_rate_scheduler.warmup_steps",
+         "t0jax.optim.rsqrt_schedule.warmup_steps", REFUSE, "warm-up belongs to the rsqrt schedule: train.learning_rate_schedule = "
          "@t0jax.optim.rsqrt_schedule() and t0jax.optim.rsqrt_schedule.warmup_steps = N"),
     Name("adafactor.Adafactor.decay_rate", "t0jax.optim.adafactor.decay_rate", ACCEPT,
          "Adafactor's second-moment decay exponent"),

@@ -180,9 +180,11 @@ def _user_task(name: str) -> None:
         count = task.num_input_examples(split)
         print(f"split     {split}" + (f" ({count:,} examples)" if count else ""))
     for key, feature in task.output_features.items():
+        eos = "added" if feature.add_eos else "not added"
         print(f"feature   {key}: vocabulary {type(feature.vocabulary).__name__} "
-              f"({feature.vocabulary.vocab_size} ids), EOS {'added' if feature.add_eos else 'not added'}")
-    print(f"steps     {', '.join(getattr(p, '__name__', type(p).__name__) for p in task.preprocessors)}")
+              f"({feature.vocabulary.vocab_size} ids), EOS {eos}")
+    steps = [getattr(p, "__name__", type(p).__name__) for p in task.preprocessors]
+    print(f"steps     {', '.join(steps)}")
     mixtures = [m for m in seqio.MixtureRegistry.names()
                 if name in seqio.get_mixture_or_task(m).rate_per_task_name]
     print(f"mixtures  {', '.join(sorted(mixtures)) or 'none'}")

@@ -199,6 +199,9 @@ class P3ParquetSource(seqio.DataSource):
     if shuffle:
       rng.shuffle(pieces)
     names = list(spec)
+    # A null cell (an example without answer choices, say) reads as its type's empty value.
+    empty = {k: [] if s.shape.rank else ("" if s.dtype == tf.string else s.dtype.as_numpy_dtype(0))
+             for k, s in spec.items()}
     for path, g, lo, hi in pieces:
       table = pq.ParquetFile(path).read_row_group(g, columns=names).slice(lo, hi - lo)
       columns = {k: table.column(k).to_pylist() for k in names}
@@ -206,8 +209,7 @@ class P3ParquetSource(seqio.DataSource):
       if shuffle:
         rng.shuffle(order)
       for i in order:
-        yield {k: ("" if columns[k][i] is None and spec[k].dtype == tf.string else columns[k][i])
-               for k in names}
+        yield {k: empty[k] if columns[k][i] is None else columns[k][i] for k in names}
 
   def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                   shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,

@@ -12,7 +12,7 @@ Python-generated source).
 """
 import dataclasses
 import logging
-from typing import Dict, Iterator, Mapping, Optional
+from typing import Dict, Iterator, Mapping
 
 import numpy as np
 
