@@ -99,3 +99,24 @@ def test_control_and_ablation_mixtures_are_parts_of_demo_train_at_its_rates():
   one = mixtures["demo_train_one_prompt"]
   assert len(one) == 5 and all(catalog.task_info(t).prompt.original_task for t, _ in one)
   assert catalog.get_task_or_mixture("demo_only_people_train") is not None
+
+
+def test_evaluator_marks_held_out_datasets_from_the_catalogue():
+  from t0jax.evaluate import evaluator
+  assert evaluator.prompt_metadata("demo_story_complete_the_sentence_score_eval")["held_out"]
+  assert not evaluator.prompt_metadata("demo_reviews_tone_score_eval")["held_out"]
+  assert not evaluator.prompt_metadata("not_a_catalogue_task")["held_out"]
+
+
+def test_dataset_chance_is_the_example_weighted_mean_over_original_task_prompts():
+  from t0jax.evaluate import evaluator
+  def prompt(dataset, chance, n, original=True, held_out=False):
+    return {"dataset": dataset, "chance": chance, "original_task": original,
+            "held_out": held_out, "metrics": {"num_examples": n}}
+  prompts = {"a": prompt("story", 50.0, 100, held_out=True),
+             "b": prompt("story", 25.0, 300, held_out=True),
+             "c": prompt("story", 90.0, 50, original=False, held_out=True),
+             "d": prompt("reviews", 50.0, 10)}
+  datasets = evaluator._add_chance_and_held_out({"story": {}, "reviews": {}}, prompts)
+  assert datasets["story"] == {"chance": 31.25, "held_out": True}
+  assert datasets["reviews"] == {"chance": 50.0}
