@@ -61,12 +61,15 @@ def _as_number(text: str):
     return text  # refused by the caller, with the flag's name
 
 
-def loss_normalizer(weights, factor: Union[str, float, None] = NUM_REAL_TARGET_TOKENS):
+def loss_normalizer(weights, factor: Union[str, float, None] = NUM_REAL_TARGET_TOKENS,
+                    num_real=None):
   """What a step's summed loss is divided by, for the batch's target `weights` [batch, length]:
-  tokens with weight, all target positions, a constant, or 1 (`None`)."""
+  tokens with weight, all target positions, a constant, or 1 (`None`). `num_real`: the weights'
+  sum when the step already has it (accumulated with the loss), so it is not reduced again."""
   factor = parse_loss_normalizing_factor(factor)
   if factor == NUM_REAL_TARGET_TOKENS:
-    return jnp.maximum(jnp.sum(weights.astype(jnp.float32)), 1.0)
+    total = jnp.sum(weights.astype(jnp.float32)) if num_real is None else num_real
+    return jnp.maximum(total, 1.0)
   if factor == NUM_TOTAL_TARGET_TOKENS:
     return jnp.float32(weights.size)
   return jnp.float32(1.0 if factor is None else factor)

@@ -21,7 +21,7 @@ import optax
 from t0jax.checkpoints.orbax import Checkpointer, abstract_with_shardings
 from t0jax.model import EncoderDecoderModel, T5Config
 from t0jax.model.losses import loss_normalizer
-from t0jax.model.models import LOSS_SUMS, target_weights
+from t0jax.model.models import LOSS_SUMS
 from t0jax.parallel import distributed, hosts
 from t0jax.parallel.partitioning import Partitioner
 from t0jax.train import flops, optim
@@ -113,7 +113,8 @@ def make_train_step(cfg: T5Config, tx: optax.GradientTransformation, schedule: C
       zeros = (jax.tree.map(jnp.zeros_like, state.params),
                {k: jnp.float32(0) for k in LOSS_SUMS})
       (grads, aux), _ = jax.lax.scan(body, zeros, (jnp.arange(num_microbatches), micro))
-    norm = loss_normalizer(target_weights(batch), loss_normalizing_factor)
+    norm = loss_normalizer(batch["decoder_target_tokens"], loss_normalizing_factor,
+                           num_real=aux["weight"])
     grads = jax.tree.map(lambda g: g / norm, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
