@@ -45,7 +45,8 @@ setup(
     ],
     extras_require={
         # torch is pinned exactly: an unpinned torch pulls several GB of CUDA packages.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", "transformers>=5.0,<6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", "transformers>=5.0,<6",
+                 "ruff==0.17.6"],
         "hf": ["datasets>=3"],
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],

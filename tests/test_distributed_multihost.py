@@ -108,8 +108,12 @@ def test_two_processes_give_the_per_step_losses_and_parameters_of_one_process(ru
   np.testing.assert_allclose([two[s] for s in range(1, 5)], [one["losses"][s] for s in range(1, 5)],
                              rtol=1e-5)
   _, params = load_params(str(base / "two"))
+  # Sharded reductions add in another order; Adafactor divides by the gradient's RMS, which
+  # magnifies that rounding for an element whose gradient is near zero (measured: one element of
+  # 2,048 off by 1.9e-5, the rest under 9e-6). A wrong shard or batch moves parameters by whole
+  # updates (learning rate 1e-3 here), 20x this bound.
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(one["params"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=5e-5)
 
 
 def test_only_process_zero_writes_metrics_and_reports(runs):
