@@ -3,6 +3,7 @@
 Nothing here imports JAX or PyTorch: each worker process imports only its own framework, so
 neither one's threads, allocator or import footprint leaks into the other's figures.
 """
+
 import dataclasses
 import json
 import os
@@ -21,8 +22,9 @@ MATMUL_SHAPE = (8192, 256, 1024)
 @dataclasses.dataclass
 class Spec:
   """Everything a worker needs, passed as JSON on its command line."""
-  mode: str                 # "train" or "matmul"
-  config: dict              # t0jax T5Config fields (train mode)
+
+  mode: str  # "train" or "matmul"
+  config: dict  # t0jax T5Config fields (train mode)
   batch: int = 8
   input_len: int = 256
   target_len: int = 64
@@ -32,7 +34,7 @@ class Spec:
   threads: int = 1
   platform: str = "cpu"
   seed: int = 0
-  weights_dir: Optional[str] = None   # the jax worker writes it, the torch worker reads it
+  weights_dir: Optional[str] = None  # the jax worker writes it, the torch worker reads it
   breakdown: bool = False
   matmul_shape: tuple = MATMUL_SHAPE
 
@@ -67,8 +69,10 @@ def limit_cpus(threads: int) -> List[int]:
   """
   allowed = sorted(os.sched_getaffinity(0))
   if threads < 1 or threads > len(allowed):
-    raise ValueError(f"--threads {threads}: this process may use {len(allowed)} CPU(s) "
-                     f"{allowed}; pass a number from 1 to {len(allowed)}.")
+    raise ValueError(
+      f"--threads {threads}: this process may use {len(allowed)} CPU(s) "
+      f"{allowed}; pass a number from 1 to {len(allowed)}."
+    )
   chosen = allowed[:threads]
   if len(chosen) < len(allowed):
     os.sched_setaffinity(0, chosen)
@@ -109,8 +113,10 @@ def reset_peak_rss() -> bool:
 def peak_rss_mib() -> dict:
   """Peak resident memory (MiB): since the last reset (`steps`) and over the whole process."""
   since_reset = _vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return {"peak_rss_steps_mib": since_reset / 1024,
-          "peak_rss_process_mib": max(since_reset, _peak_before_reset_kib) / 1024}
+  return {
+    "peak_rss_steps_mib": since_reset / 1024,
+    "peak_rss_process_mib": max(since_reset, _peak_before_reset_kib) / 1024,
+  }
 
 
 def _cpu_busy_s(cpus: List[int]) -> Optional[float]:
@@ -150,9 +156,12 @@ class CpuMonitor:
     wall = time.perf_counter() - self.wall
     own = _own_cpu_s() - self.own
     busy = _cpu_busy_s(self.cpus)
-    self.result = {"own_cores": own / wall,
-                   "other_cores": None if busy is None or self.busy is None
-                   else max(0.0, (busy - self.busy - own) / wall)}
+    self.result = {
+      "own_cores": own / wall,
+      "other_cores": None
+      if busy is None or self.busy is None
+      else max(0.0, (busy - self.busy - own) / wall),
+    }
 
 
 def _own_cpu_s() -> float:
@@ -173,8 +182,12 @@ def time_calls(fn: Callable[[], object], warmup: int, steps: int) -> List[float]
 
 
 def summarise(times: List[float]) -> dict:
-  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-          "times_s": times}
+  return {
+    "median_s": statistics.median(times),
+    "min_s": min(times),
+    "max_s": max(times),
+    "times_s": times,
+  }
 
 
 def emit(result: dict) -> None:
@@ -185,7 +198,7 @@ def emit(result: dict) -> None:
 def parse_result(stdout: str) -> Optional[dict]:
   for line in reversed(stdout.splitlines()):
     if line.startswith(RESULT_PREFIX):
-      return json.loads(line[len(RESULT_PREFIX):])
+      return json.loads(line[len(RESULT_PREFIX) :])
   return None
 
 
@@ -200,11 +213,14 @@ def load_t0jax_weights(model, weights_dir: str) -> None:
   own output head first (transformers 5 ties it to the embedding at init)."""
   from pathlib import Path
   from safetensors.torch import load_file
+
   state = {}
   for shard in sorted(Path(weights_dir).glob("*.safetensors")):
     state.update(load_file(str(shard)))
   missing, unexpected = model.load_state_dict(state, strict=False)
   aliases = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
   if unexpected or set(missing) - aliases:
-    raise RuntimeError(f"t0jax's exported weights do not fit the HF model: missing "
-                       f"{sorted(set(missing) - aliases)}, unexpected {sorted(unexpected)}.")
+    raise RuntimeError(
+      f"t0jax's exported weights do not fit the HF model: missing "
+      f"{sorted(set(missing) - aliases)}, unexpected {sorted(unexpected)}."
+    )

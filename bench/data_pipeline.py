@@ -10,6 +10,7 @@ The last line is `ratio pipeline/train-step examples/s: X.XXx` (above 1: the ste
 with --cached, `ratio cached/live pipeline examples/s: X.XXx` (the cache is written first, in
 seqio's format, from the first --cache_examples examples of each task's train split).
 """
+
 import argparse
 import json
 import os
@@ -45,20 +46,27 @@ def _cached_vs_live(data, args) -> None:
   import seqio
   from t0jax.data import caches
   from t0jax.catalog import get_task_or_mixture
+
   cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="t0jax_bench_cache_")
   t0 = time.perf_counter()
   for task in get_task_or_mixture(data.mixture_or_task_name).tasks:
     if not os.path.exists(os.path.join(cache_dir, task.name, "COMPLETED")):
       caches.write_cache(task, data.split, cache_dir, max_examples=args.cache_examples)
-  print(f"cache: {cache_dir} ({args.cache_examples} examples per task; "
-        f"{time.perf_counter() - t0:.1f} s to write what was missing)")
+  print(
+    f"cache: {cache_dir} ({args.cache_examples} examples per task; "
+    f"{time.perf_counter() - t0:.1f} s to write what was missing)"
+  )
   seqio.add_global_cache_dirs([cache_dir])
   live_rate, live_start, _ = _pipeline_rate(data, args.batches)
   cached = dataclasses.replace(data, use_cached=True, cache_dirs=(cache_dir,))
   cached_rate, cached_start, _ = _pipeline_rate(cached, args.batches)
-  figures = {"live_examples_per_s": live_rate, "live_startup_s": live_start,
-             "cached_examples_per_s": cached_rate, "cached_startup_s": cached_start,
-             "ratio": cached_rate / live_rate}
+  figures = {
+    "live_examples_per_s": live_rate,
+    "live_startup_s": live_start,
+    "cached_examples_per_s": cached_rate,
+    "cached_startup_s": cached_start,
+    "ratio": cached_rate / live_rate,
+  }
   print(f"live:   {live_rate:9.1f} examples/s (first batch after {live_start:.1f} s)")
   print(f"cached: {cached_rate:9.1f} examples/s (first batch after {cached_start:.1f} s)")
   if args.json:
@@ -72,10 +80,17 @@ def main() -> None:
   p.add_argument("--batches", type=int, default=30)
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--json")
-  p.add_argument("--cached", action="store_true",
-                 help="compare the pipeline reading a SeqIO cache with the live one")
-  p.add_argument("--cache_examples", type=int, default=1000,
-                 help="--cached: examples per task written to the cache")
+  p.add_argument(
+    "--cached",
+    action="store_true",
+    help="compare the pipeline reading a SeqIO cache with the live one",
+  )
+  p.add_argument(
+    "--cache_examples",
+    type=int,
+    default=1000,
+    help="--cached: examples per task written to the cache",
+  )
   p.add_argument("--cache_dir", help="--cached: reuse (or fill) this cache directory")
   args = p.parse_args()
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -88,11 +103,13 @@ def main() -> None:
   from t0jax.train.state import TrainState
   from t0jax.train.trainer import make_train_step
   import t0jax.catalog  # noqa: F401
+
   gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
   name = gin.query_parameter("%MIXTURE_OR_TASK_NAME")
   lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
   batch_size = gin.query_parameter("%BATCH_SIZE")
   from t0jax.model import config as model_config
+
   cfg = gin.get_configurable(model_config.configure)()  # the model the gin file binds
 
   shards = gin.query_parameter("%NUM_VIRTUAL_SHARDS")
@@ -103,8 +120,9 @@ def main() -> None:
 
   schedule = optim.constant_schedule(1e-3)
   tx = optim.adafactor(schedule)
-  step = jax.jit(make_train_step(cfg, tx, schedule, 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0),
-                 donate_argnums=0)
+  step = jax.jit(
+    make_train_step(cfg, tx, schedule, 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0), donate_argnums=0
+  )
   params = init_params(cfg, jax.random.key(0))
   state = TrainState(np.int32(0), params, tx.init(params))
   state, m = step(state, first)
@@ -115,9 +133,14 @@ def main() -> None:
   jax.block_until_ready(m)
   step_s = (time.perf_counter() - t0) / args.steps
   step_rate = _examples(first) / step_s
-  figures = {"pipeline_examples_per_s": pipe_rate, "pipeline_startup_s": startup,
-             "train_step_s": step_s, "train_step_examples_per_s": step_rate,
-             "examples_per_batch": _examples(first), "ratio": pipe_rate / step_rate}
+  figures = {
+    "pipeline_examples_per_s": pipe_rate,
+    "pipeline_startup_s": startup,
+    "train_step_s": step_s,
+    "train_step_examples_per_s": step_rate,
+    "examples_per_batch": _examples(first),
+    "ratio": pipe_rate / step_rate,
+  }
   print(f"{name}: {batch_size} packed rows x {lengths}, {_examples(first)} examples per batch")
   print(f"pipeline:   {pipe_rate:9.1f} examples/s (first batch after {startup:.1f} s)")
   print(f"train step: {step_rate:9.1f} examples/s ({step_s:.3f} s/step)")

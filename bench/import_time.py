@@ -6,6 +6,7 @@ interpreter, several times; the median is reported.
 
     python bench/import_time.py [--repeats 5]
 """
+
 import argparse
 import json
 import statistics
@@ -25,8 +26,13 @@ print(json.dumps({{"seqio_s": t1 - t0, "seqio_cpu_s": t1c - t0c, "extra_s": t2 -
 
 
 def _run(extra: str) -> dict:
-  out = subprocess.run([sys.executable, "-c", _PROBE.format(extra=extra)], capture_output=True,
-                       text=True, check=True, env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""})
+  out = subprocess.run(
+    [sys.executable, "-c", _PROBE.format(extra=extra)],
+    capture_output=True,
+    text=True,
+    check=True,
+    env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+  )
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,6 +11,7 @@ sides provably compute the same thing. Warm-up steps are excluded; the median st
 
 The last line is always `ratio t0jax/pytorch <what>: X.XXx`.
 """
+
 import argparse
 import json
 import os
@@ -39,8 +40,14 @@ LOSS_TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2}
 
 def _adafactor_settings():
   """T5X's Adafactor: factored second moments, decay 0.8, update clipping 1.0, parameter scale."""
-  return dict(learning_rate=1e-3, decay_rate=0.8, clipping_threshold=1.0,
-              multiply_by_parameter_scale=True, factored=True, min_dim_size_to_factor=128)
+  return dict(
+    learning_rate=1e-3,
+    decay_rate=0.8,
+    clipping_threshold=1.0,
+    multiply_by_parameter_scale=True,
+    factored=True,
+    min_dim_size_to_factor=128,
+  )
 
 
 def jax_train(spec: Spec) -> dict:
@@ -63,8 +70,9 @@ def jax_train(spec: Spec) -> dict:
   rngs = {"dropout": jax.random.key(spec.seed + 1)} if cfg.dropout_rate > 0 else None
 
   def loss_fn(p):
-    logits = model.apply({"params": p}, enc, dec_in, targets, enable_dropout=rngs is not None,
-                         rngs=rngs)
+    logits = model.apply(
+      {"params": p}, enc, dec_in, targets, enable_dropout=rngs is not None, rngs=rngs
+    )
     weights = (targets > 0).astype(jnp.float32)
     loss, z = cross_entropy_with_z_loss(logits, targets, weights, z_loss=1e-4)
     norm = loss_normalizer(weights)
@@ -87,8 +95,7 @@ def jax_train(spec: Spec) -> dict:
   result = _measure(run, spec)
   if spec.breakdown:  # after the timed steps: their loss check needs the untouched weights
     result["breakdown"] = _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state)
-  result.update(first_loss=first_loss, num_params=cfg.num_params(),
-                backend=jax.default_backend())
+  result.update(first_loss=first_loss, num_params=cfg.num_params(), backend=jax.default_backend())
   return result
 
 
@@ -101,8 +108,7 @@ def _measure(run, spec: Spec) -> dict:
   _common.reset_peak_rss()
   with _common.CpuMonitor(sorted(os.sched_getaffinity(0))) as cpu:
     times = _common.time_calls(run, spec.warmup, spec.steps)
-  return dict(_common.summarise(times), first_step_s=first, **cpu.result,
-              **_common.peak_rss_mib())
+  return dict(_common.summarise(times), first_step_s=first, **cpu.result, **_common.peak_rss_mib())
 
 
 def _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state) -> dict:
@@ -114,12 +120,17 @@ def _jax_breakdown(spec, jax, optax, tx, loss_fn, params, opt_state) -> dict:
   def update(p, state, g):
     updates, state = tx.update(g, state, p)
     return optax.apply_updates(p, updates), state
+
   upd = jax.jit(update)
-  parts = {"forward": lambda: jax.block_until_ready(fwd(params)),
-           "forward+backward": lambda: jax.block_until_ready(grad(params)),
-           "optimizer": lambda: jax.block_until_ready(upd(params, opt_state, grads))}
-  return {name: _common.summarise(_common.time_calls(fn, 1 + spec.warmup, spec.steps))["median_s"]
-          for name, fn in parts.items()}
+  parts = {
+    "forward": lambda: jax.block_until_ready(fwd(params)),
+    "forward+backward": lambda: jax.block_until_ready(grad(params)),
+    "optimizer": lambda: jax.block_until_ready(upd(params, opt_state, grads)),
+  }
+  return {
+    name: _common.summarise(_common.time_calls(fn, 1 + spec.warmup, spec.steps))["median_s"]
+    for name, fn in parts.items()
+  }
 
 
 def torch_train(spec: Spec) -> dict:
@@ -132,19 +143,31 @@ def torch_train(spec: Spec) -> dict:
   device = "cuda" if spec.platform == "gpu" else "cpu"
   model = _torch_model(spec, torch, transformers).to(device)
   model.train()
-  opt = Adafactor(model.parameters(), lr=1e-3, eps=(1e-30, 1e-3), clip_threshold=1.0,
-                  decay_rate=-0.8, beta1=None, weight_decay=0.0, scale_parameter=True,
-                  relative_step=False, warmup_init=False)
-  enc, dec_in, targets = (torch.as_tensor(a, dtype=torch.long, device=device)
-                          for a in _common.fixed_batch(spec, spec.config["vocab_size"]))
+  opt = Adafactor(
+    model.parameters(),
+    lr=1e-3,
+    eps=(1e-30, 1e-3),
+    clip_threshold=1.0,
+    decay_rate=-0.8,
+    beta1=None,
+    weight_decay=0.0,
+    scale_parameter=True,
+    relative_step=False,
+    warmup_init=False,
+  )
+  enc, dec_in, targets = (
+    torch.as_tensor(a, dtype=torch.long, device=device)
+    for a in _common.fixed_batch(spec, spec.config["vocab_size"])
+  )
   mask = (enc > 0).long()
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=spec.dtype == "bfloat16")
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def loss():
     with autocast:
-      return model(input_ids=enc, attention_mask=mask, decoder_input_ids=dec_in,
-                   labels=targets).loss
+      return model(
+        input_ids=enc, attention_mask=mask, decoder_input_ids=dec_in, labels=targets
+      ).loss
 
   first_loss = None
 
@@ -161,8 +184,9 @@ def torch_train(spec: Spec) -> dict:
   result = _measure(run, spec)
   if spec.breakdown:
     result["breakdown"] = _torch_breakdown(spec, torch, model, opt, loss, sync)
-  result.update(first_loss=first_loss, num_params=sum(p.numel() for p in model.parameters()),
-                backend=device)
+  result.update(
+    first_loss=first_loss, num_params=sum(p.numel() for p in model.parameters()), backend=device
+  )
   return result
 
 
@@ -170,21 +194,30 @@ def _torch_model(spec: Spec, torch, transformers):
   """HF T5 v1.1 with its own, unscaled output head, loaded with the jax side's weights."""
   c = spec.config
   hf_cfg = transformers.T5Config(
-      vocab_size=c["vocab_size"], d_model=c["d_model"], d_kv=c["head_dim"], d_ff=c["d_ff"],
-      num_heads=c["num_heads"], num_layers=c["num_layers"],
-      num_decoder_layers=c["num_decoder_layers"] or c["num_layers"],
-      relative_attention_num_buckets=c["relative_attention_num_buckets"],
-      relative_attention_max_distance=c["relative_attention_max_distance"],
-      dropout_rate=c["dropout_rate"], layer_norm_epsilon=c["layer_norm_epsilon"],
-      feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    vocab_size=c["vocab_size"],
+    d_model=c["d_model"],
+    d_kv=c["head_dim"],
+    d_ff=c["d_ff"],
+    num_heads=c["num_heads"],
+    num_layers=c["num_layers"],
+    num_decoder_layers=c["num_decoder_layers"] or c["num_layers"],
+    relative_attention_num_buckets=c["relative_attention_num_buckets"],
+    relative_attention_max_distance=c["relative_attention_max_distance"],
+    dropout_rate=c["dropout_rate"],
+    layer_norm_epsilon=c["layer_norm_epsilon"],
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
+  )
   torch.manual_seed(spec.seed)
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   # transformers 5 ties lm_head to the embedding even for v1.1: give the head its own weights,
   # as the checkpoints (and t0jax) have, so both sides update the same parameters.
   model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
   if model.config.scale_decoder_outputs or model.lm_head.weight is model.shared.weight:
-    raise RuntimeError("the HF model still ties or rescales its output head; the comparison "
-                       "would not be like for like (check the transformers version).")
+    raise RuntimeError(
+      "the HF model still ties or rescales its output head; the comparison "
+      "would not be like for like (check the transformers version)."
+    )
   if spec.weights_dir:
     _common.load_t0jax_weights(model, spec.weights_dir)
   return model
@@ -206,6 +239,7 @@ def _torch_breakdown(spec, torch, model, opt, loss, sync) -> dict:
   def optimizer():
     opt.step()
     sync()
+
   parts = {"forward": forward, "forward+backward": forward_backward, "optimizer": optimizer}
   out = {}
   for name, fn in parts.items():
@@ -219,6 +253,7 @@ def _torch_breakdown(spec, torch, model, opt, loss, sync) -> dict:
 def jax_matmul(spec: Spec) -> dict:
   import jax
   import jax.numpy as jnp
+
   m, k, n = spec.matmul_shape
   ka, kb = jax.random.split(jax.random.key(spec.seed))
   a = jax.random.normal(ka, (m, k), spec.dtype)
@@ -229,6 +264,7 @@ def jax_matmul(spec: Spec) -> dict:
 
 def torch_matmul(spec: Spec) -> dict:
   import torch
+
   torch.set_num_threads(spec.threads)
   device = "cuda" if spec.platform == "gpu" else "cpu"
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -241,6 +277,7 @@ def torch_matmul(spec: Spec) -> dict:
   def run():
     torch.mm(a, b)
     sync()
+
   return _timed(run, spec)
 
 
@@ -250,8 +287,12 @@ def _timed(run, spec: Spec) -> dict:
   return dict(_common.summarise(times), **cpu.result)
 
 
-WORKERS = {("jax", "train"): jax_train, ("torch", "train"): torch_train,
-           ("jax", "matmul"): jax_matmul, ("torch", "matmul"): torch_matmul}
+WORKERS = {
+  ("jax", "train"): jax_train,
+  ("torch", "train"): torch_train,
+  ("jax", "matmul"): jax_matmul,
+  ("torch", "matmul"): torch_matmul,
+}
 
 
 def worker_main(framework: str, spec_json: str) -> None:
@@ -269,23 +310,33 @@ NAMES = {"jax": "t0jax (JAX)", "torch": "PyTorch (HF)"}
 
 
 def run_worker(framework: str, spec: Spec) -> dict:
-  env = dict(os.environ, OMP_NUM_THREADS=str(spec.threads), MKL_NUM_THREADS=str(spec.threads),
-             TF_CPP_MIN_LOG_LEVEL="2")
+  env = dict(
+    os.environ,
+    OMP_NUM_THREADS=str(spec.threads),
+    MKL_NUM_THREADS=str(spec.threads),
+    TF_CPP_MIN_LOG_LEVEL="2",
+  )
   if spec.platform == "cpu":
     env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-  cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", framework,
-         "--_spec", spec.to_json()]
+  cmd = [
+    sys.executable,
+    str(Path(__file__).resolve()),
+    "--_worker",
+    framework,
+    "--_spec",
+    spec.to_json(),
+  ]
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
   result = _common.parse_result(proc.stdout)
   if proc.returncode != 0 or result is None:
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-    raise SystemExit(f"The {NAMES[framework]} worker failed (exit code {proc.returncode}):\n"
-                     f"{tail}")
+    raise SystemExit(f"The {NAMES[framework]} worker failed (exit code {proc.returncode}):\n{tail}")
   return result
 
 
 def build_spec(args) -> Spec:
   from t0jax.model import get_config
+
   try:
     cfg = get_config(args.size, dtype=args.dtype, dropout_rate=args.dropout)
   except ValueError as e:
@@ -300,14 +351,26 @@ def build_spec(args) -> Spec:
   except ValueError:
     matmul_shape = ()
   if len(matmul_shape) != 3 or min(matmul_shape) < 1:
-    raise SystemExit(f"--matmul_shape {args.matmul_shape!r}: give three positive integers M,K,N "
-                     "(e.g. 8192,256,1024).")
+    raise SystemExit(
+      f"--matmul_shape {args.matmul_shape!r}: give three positive integers M,K,N "
+      "(e.g. 8192,256,1024)."
+    )
   steps = args.steps or (20 if args.matmul else 5)
-  return Spec(mode="matmul" if args.matmul else "train", config=cfg.__dict__.copy(),
-              batch=args.batch, input_len=args.input_len, target_len=args.target_len,
-              steps=steps, warmup=args.warmup, dtype=args.dtype, threads=args.threads,
-              platform=args.platform, seed=args.seed, breakdown=args.breakdown,
-              matmul_shape=matmul_shape)
+  return Spec(
+    mode="matmul" if args.matmul else "train",
+    config=cfg.__dict__.copy(),
+    batch=args.batch,
+    input_len=args.input_len,
+    target_len=args.target_len,
+    steps=steps,
+    warmup=args.warmup,
+    dtype=args.dtype,
+    threads=args.threads,
+    platform=args.platform,
+    seed=args.seed,
+    breakdown=args.breakdown,
+    matmul_shape=matmul_shape,
+  )
 
 
 def _row(label, values, fmt):
@@ -322,17 +385,20 @@ def report_train(spec: Spec, res: dict, args) -> dict:
   for r in sides:
     r["tokens_per_s"] = tokens / r["median_s"]
   ratio = sides[0]["tokens_per_s"] / sides[1]["tokens_per_s"]
-  print(f"T5 v1.1 '{args.size}': d_model {c['d_model']}, {c['num_layers']}+"
-        f"{c['num_decoder_layers'] or c['num_layers']} layers, {c['num_heads']} heads x "
-        f"{c['head_dim']}, d_ff {c['d_ff']}, vocab {c['vocab_size']}, "
-        f"{sides[0]['num_params'] / 1e6:.1f}M params, dropout {c['dropout_rate']}")
-  print(f"batch {spec.batch} x ({spec.input_len} + {spec.target_len}) tokens, {spec.dtype}, "
-        f"{spec.platform} x {spec.threads} threads, {spec.warmup} warm-up + {spec.steps} timed "
-        f"steps (median)")
+  print(
+    f"T5 v1.1 '{args.size}': d_model {c['d_model']}, {c['num_layers']}+"
+    f"{c['num_decoder_layers'] or c['num_layers']} layers, {c['num_heads']} heads x "
+    f"{c['head_dim']}, d_ff {c['d_ff']}, vocab {c['vocab_size']}, "
+    f"{sides[0]['num_params'] / 1e6:.1f}M params, dropout {c['dropout_rate']}"
+  )
+  print(
+    f"batch {spec.batch} x ({spec.input_len} + {spec.target_len}) tokens, {spec.dtype}, "
+    f"{spec.platform} x {spec.threads} threads, {spec.warmup} warm-up + {spec.steps} timed "
+    f"steps (median)"
+  )
   print(_row("", [NAMES["jax"], NAMES["torch"]], "{}"))
   print(_row("step time (s)", [r["median_s"] for r in sides], "{:.3f}"))
-  print(_row("step time min-max (s)", [f"{r['min_s']:.2f}-{r['max_s']:.2f}" for r in sides],
-             "{}"))
+  print(_row("step time min-max (s)", [f"{r['min_s']:.2f}-{r['max_s']:.2f}" for r in sides], "{}"))
   print(_row("tokens/s", [r["tokens_per_s"] for r in sides], "{:.0f}"))
   print(_row("first step (s)", [r["first_step_s"] for r in sides], "{:.1f}"))
   print(_row("peak RSS, steps (MiB)", [r["peak_rss_steps_mib"] for r in sides], "{:.0f}"))
@@ -344,8 +410,12 @@ def report_train(spec: Spec, res: dict, args) -> dict:
   _print_cpu_rows(sides)
   check = loss_check(spec, sides)
   print(f"loss check: {check['verdict']}")
-  summary = {"tokens_per_step": tokens, "ratio_tokens_per_s": ratio, "loss_check": check,
-             "machine_busy": _warn_if_busy(sides)}
+  summary = {
+    "tokens_per_step": tokens,
+    "ratio_tokens_per_s": ratio,
+    "loss_check": check,
+    "machine_busy": _warn_if_busy(sides),
+  }
   print(f"ratio t0jax/pytorch tokens/s: {ratio:.2f}x")
   return summary
 
@@ -362,9 +432,11 @@ def _print_cpu_rows(sides) -> None:
 def _warn_if_busy(sides) -> bool:
   busy = [r["other_cores"] for r in sides if (r["other_cores"] or 0) > BUSY_CORES]
   if busy:
-    print(f"WARNING: other processes used up to {max(busy):.2f} CPU cores on this benchmark's "
-          "CPUs while it ran; the figures above are not a fair comparison. Rerun on a quiet "
-          "machine.")
+    print(
+      f"WARNING: other processes used up to {max(busy):.2f} CPU cores on this benchmark's "
+      "CPUs while it ran; the figures above are not a fair comparison. Rerun on a quiet "
+      "machine."
+    )
   return bool(busy)
 
 
@@ -376,8 +448,10 @@ def loss_check(spec: Spec, sides) -> dict:
   a, b = sides[0]["first_loss"], sides[1]["first_loss"]
   diff = abs(a - b) / max(1.0, abs(b))
   ok = diff <= LOSS_TOLERANCE[spec.dtype]
-  verdict = (f"{'ok' if ok else 'FAILED'}: relative difference {diff:.1e} "
-             f"(tolerance {LOSS_TOLERANCE[spec.dtype]:.0e})")
+  verdict = (
+    f"{'ok' if ok else 'FAILED'}: relative difference {diff:.1e} "
+    f"(tolerance {LOSS_TOLERANCE[spec.dtype]:.0e})"
+  )
   return {"ok": ok, "relative_difference": diff, "verdict": verdict}
 
 
@@ -387,8 +461,10 @@ def report_matmul(spec: Spec, res: dict) -> dict:
   for r in sides:
     r["gflop_per_s"] = _common.matmul_flops(spec.matmul_shape) / r["median_s"] / 1e9
   ratio = sides[0]["gflop_per_s"] / sides[1]["gflop_per_s"]
-  print(f"matmul [{m} x {k}] @ [{k} x {n}], {spec.dtype}, {spec.platform} x {spec.threads} "
-        f"threads, {spec.warmup} warm-up + {spec.steps} timed calls (median)")
+  print(
+    f"matmul [{m} x {k}] @ [{k} x {n}], {spec.dtype}, {spec.platform} x {spec.threads} "
+    f"threads, {spec.warmup} warm-up + {spec.steps} timed calls (median)"
+  )
   print(_row("", ["JAX (XLA)", "PyTorch"], "{}"))
   print(_row("time (ms)", [r["median_s"] * 1e3 for r in sides], "{:.2f}"))
   print(_row("GFLOP/s", [r["gflop_per_s"] for r in sides], "{:.1f}"))
@@ -399,33 +475,60 @@ def report_matmul(spec: Spec, res: dict) -> dict:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--size", default=DEFAULT_SIZE,
-                 help="a named t0jax size (tiny, small, base, large, xl, xxl); default: small")
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  p.add_argument(
+    "--size",
+    default=DEFAULT_SIZE,
+    help="a named t0jax size (tiny, small, base, large, xl, xxl); default: small",
+  )
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--input_len", type=int, default=256)
   p.add_argument("--target_len", type=int, default=64)
-  p.add_argument("--steps", type=int, default=None,
-                 help="timed steps (default 5; 20 calls with --matmul)")
+  p.add_argument(
+    "--steps", type=int, default=None, help="timed steps (default 5; 20 calls with --matmul)"
+  )
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first one")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help="activations (parameters and optimizer stay float32 on both sides)")
-  p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                 help="CPU threads for both frameworks (default: all this process may use)")
-  p.add_argument("--dropout", type=float, default=0.0,
-                 help="dropout rate on both sides (T0 fine-tunes with 0.1)")
+  p.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="activations (parameters and optimizer stay float32 on both sides)",
+  )
+  p.add_argument(
+    "--threads",
+    type=int,
+    default=len(os.sched_getaffinity(0)),
+    help="CPU threads for both frameworks (default: all this process may use)",
+  )
+  p.add_argument(
+    "--dropout", type=float, default=0.0, help="dropout rate on both sides (T0 fine-tunes with 0.1)"
+  )
   p.add_argument("--platform", choices=("cpu", "gpu"), default="cpu")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--breakdown", action="store_true",
-                 help="also time forward, forward+backward and the optimizer update alone")
-  p.add_argument("--fresh_weights", action="store_true",
-                 help="initialise each side on its own instead of sharing weights through a "
-                      "safetensors file (skips the loss check; for models too big to write)")
-  p.add_argument("--matmul", action="store_true",
-                 help="instead: the [M, K] x [K, N] matmul microbenchmark, in --dtype")
-  p.add_argument("--matmul_shape", default="%d,%d,%d" % _common.MATMUL_SHAPE, metavar="M,K,N",
-                 help="the matmul's shape (default %(default)s)")
+  p.add_argument(
+    "--breakdown",
+    action="store_true",
+    help="also time forward, forward+backward and the optimizer update alone",
+  )
+  p.add_argument(
+    "--fresh_weights",
+    action="store_true",
+    help="initialise each side on its own instead of sharing weights through a "
+    "safetensors file (skips the loss check; for models too big to write)",
+  )
+  p.add_argument(
+    "--matmul",
+    action="store_true",
+    help="instead: the [M, K] x [K, N] matmul microbenchmark, in --dtype",
+  )
+  p.add_argument(
+    "--matmul_shape",
+    default="%d,%d,%d" % _common.MATMUL_SHAPE,
+    metavar="M,K,N",
+    help="the matmul's shape (default %(default)s)",
+  )
   p.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
   p.add_argument("--_worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   p.add_argument("--_spec", help=argparse.SUPPRESS)
@@ -444,8 +547,12 @@ def main(argv=None) -> int:
     res = {fw: run_worker(fw, spec) for fw in ("jax", "torch")}
   summary = report_matmul(spec, res) if spec.mode == "matmul" else report_train(spec, res, args)
   if args.json:
-    out = {"settings": {**spec.__dict__, "size": args.size, "weights_dir": None},
-           "t0jax": res["jax"], "pytorch": res["torch"], **summary}
+    out = {
+      "settings": {**spec.__dict__, "size": args.size, "weights_dir": None},
+      "t0jax": res["jax"],
+      "pytorch": res["torch"],
+      **summary,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
   check = summary.get("loss_check", {})

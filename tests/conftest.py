@@ -2,6 +2,7 @@
 
 Set before anything imports JAX or TensorFlow.
 """
+
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -17,9 +18,13 @@ import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):
-  parser.addoption("--runslow", action="store_true", default=False,
-                   help="also run tests marked slow (benchmark end-to-end runs, long multi-process "
-                        "scenarios); T0JAX_RUN_SLOW=1 does the same")
+  parser.addoption(
+    "--runslow",
+    action="store_true",
+    default=False,
+    help="also run tests marked slow (benchmark end-to-end runs, long multi-process "
+    "scenarios); T0JAX_RUN_SLOW=1 does the same",
+  )
 
 
 def pytest_configure(config):

@@ -4,6 +4,7 @@ The end-to-end tests run the real command on a tiny model (both frameworks, each
 subprocess); the rest check the pieces that make the comparison fair: the shared batch, the loss
 check, thread pinning, peak-memory accounting and flag validation.
 """
+
 import json
 import os
 import re
@@ -22,14 +23,33 @@ sys.path.insert(0, str(ROOT))
 from bench import _common, train_step  # noqa: E402
 
 SCRIPT = ROOT / "bench" / "train_step.py"
-TINY = ["--size", "tiny", "--batch", "2", "--input_len", "16", "--target_len", "8",
-        "--steps", "2", "--warmup", "0", "--threads", "1"]
+TINY = [
+  "--size",
+  "tiny",
+  "--batch",
+  "2",
+  "--input_len",
+  "16",
+  "--target_len",
+  "8",
+  "--steps",
+  "2",
+  "--warmup",
+  "0",
+  "--threads",
+  "1",
+]
 
 
 def run_bench(*args, tmp_path):
   out = tmp_path / "figures.json"
-  proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--json", str(out)],
-                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, str(SCRIPT), *args, "--json", str(out)],
+    capture_output=True,
+    text=True,
+    cwd=tmp_path,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return proc.stdout.strip().splitlines(), json.loads(out.read_text())
 
@@ -51,13 +71,15 @@ def test_both_frameworks_train_the_same_model_and_the_last_line_is_the_ratio(tmp
     assert side["peak_rss_process_mib"] >= side["peak_rss_steps_mib"]
     assert len(side["cpus"]) == 1  # --threads 1: pinned to one CPU
   assert figures["ratio_tokens_per_s"] == pytest.approx(
-      jax_side["tokens_per_s"] / torch_side["tokens_per_s"])
+    jax_side["tokens_per_s"] / torch_side["tokens_per_s"]
+  )
   assert f"{figures['ratio_tokens_per_s']:.2f}x" in lines[-1]
 
 
 def test_matmul_mode_reports_both_frameworks_gflops(tmp_path):
-  lines, figures = run_bench("--matmul", "--matmul_shape", "256,64,128", "--steps", "3",
-                             "--threads", "1", tmp_path=tmp_path)
+  lines, figures = run_bench(
+    "--matmul", "--matmul_shape", "256,64,128", "--steps", "3", "--threads", "1", tmp_path=tmp_path
+  )
   assert re.fullmatch(r"ratio t0jax/pytorch GFLOP/s: \d+\.\d\dx", lines[-1])
   flops = 2 * 256 * 64 * 128
   for side in (figures["t0jax"], figures["pytorch"]):
@@ -100,9 +122,14 @@ def test_too_many_threads_is_refused_naming_the_flag():
     _common.limit_cpus(999)
 
 
-@pytest.mark.parametrize("argv,culprit", [(["--size", "huge"], "--size"),
-                                          (["--batch", "0"], "--batch"),
-                                          (["--matmul_shape", "8,8"], "--matmul_shape")])
+@pytest.mark.parametrize(
+  "argv,culprit",
+  [
+    (["--size", "huge"], "--size"),
+    (["--batch", "0"], "--batch"),
+    (["--matmul_shape", "8,8"], "--matmul_shape"),
+  ],
+)
 def test_bad_flags_are_refused_naming_the_flag(argv, culprit):
   with pytest.raises(SystemExit, match=culprit):
     train_step.build_spec(train_step.parse_args(argv))

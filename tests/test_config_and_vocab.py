@@ -1,6 +1,7 @@
 """One home each: T5Config's dict form and shape comparison, the named sizes behind gin's
 `T5Config`, the vocabulary module (TF-free until seqio's class is asked for), the vocabulary kept
 beside a checkpoint, and the data settings handed to another process."""
+
 import pickle
 import shutil
 import subprocess
@@ -28,8 +29,12 @@ def test_config_dict_round_trip_and_unknown_fields_are_named():
 
 def test_shape_diff_ignores_numerics_and_spells_default_decoder_depth_out():
   cfg = get_config("tiny")
-  assert shape_diff(cfg, cfg.replace(dtype="bfloat16", dropout_rate=0.1, scan_layers=True,
-                                     remat_policy="full")) == {}
+  assert (
+    shape_diff(
+      cfg, cfg.replace(dtype="bfloat16", dropout_rate=0.1, scan_layers=True, remat_policy="full")
+    )
+    == {}
+  )
   # None means "as deep as the encoder": a checkpoint that wrote the number is the same model.
   assert shape_diff(cfg, cfg.replace(num_decoder_layers=cfg.num_layers)) == {}
   assert shape_diff(cfg, cfg.replace(d_model=64)) == {"d_model": (128, 64)}
@@ -49,9 +54,11 @@ def test_gin_model_files_name_the_size_and_get_its_shapes(clean_gin, size):
 
 
 def test_bindings_on_top_of_a_size_still_apply(clean_gin):
-  gin_flags.parse(["gin/models/t5_1_1_xl.gin"],
-                  ["T5Config.vocab_size=896", "T5Config.d_model=256", "DROPOUT_RATE=0.1"],
-                  finalize=False)
+  gin_flags.parse(
+    ["gin/models/t5_1_1_xl.gin"],
+    ["T5Config.vocab_size=896", "T5Config.d_model=256", "DROPOUT_RATE=0.1"],
+    finalize=False,
+  )
   cfg = gin.get_configurable("T5Config")()
   assert cfg == get_config("xl", vocab_size=896, d_model=256, dropout_rate=0.1)
 
@@ -62,20 +69,22 @@ def test_a_misspelt_model_field_fails_with_the_closest_name(clean_gin):
 
 
 def test_vocab_module_imports_no_tensorflow_until_seqios_class_is_used():
-  code = ("import sys\n"
-          "import t0jax.data.vocab as v\n"
-          "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules\n"
-          "import t0jax.data.settings\n"
-          "assert 'tensorflow' not in sys.modules\n"
-          "cls = v.DeferredVocabulary\n"
-          "assert 'seqio' in sys.modules and cls is v.DeferredVocabulary\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+  code = (
+    "import sys\n"
+    "import t0jax.data.vocab as v\n"
+    "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules\n"
+    "import t0jax.data.settings\n"
+    "assert 'tensorflow' not in sys.modules\n"
+    "cls = v.DeferredVocabulary\n"
+    "assert 'seqio' in sys.modules and cls is v.DeferredVocabulary\n"
+  )
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_deferred_vocabulary_pickles_with_its_resolved_path():
   from t0jax.data.vocab import DeferredVocabulary
+
   vocab = DeferredVocabulary(str(DEMO_VOCAB), extra_ids=0, label="test")
   copy = pickle.loads(pickle.dumps(vocab))
   assert type(copy) is DeferredVocabulary and copy == vocab

@@ -1,6 +1,7 @@
 """The training data made by a child process (t0jax/train/data_process.py) is exactly the in-process
 data, errors cross the process boundary with their class and message, a mixture the child cannot
 see falls back to in-process reading, and the child never outlives its parent."""
+
 import os
 import signal
 import subprocess
@@ -45,7 +46,8 @@ def test_an_error_in_the_child_reaches_the_parent_with_its_class_and_message(tmp
   # A task the child can import (this file's folder is on its path) with too few examples for
   # its shards: the child raises DataShareError, the parent re-raises it.
   module = tmp_path / "t0jax_test_tiny_task.py"
-  module.write_text(textwrap.dedent('''
+  module.write_text(
+    textwrap.dedent('''
       import seqio, tensorflow as tf
       import t0jax.catalog as catalog
       def _fn(split, shuffle_files, seed=None):
@@ -54,11 +56,13 @@ def test_an_error_in_the_child_reaches_the_parent_with_its_class_and_message(tmp
           "t0jax_test_tiny_task", seqio.FunctionDataSource(_fn, splits=["train"]),
           output_features={k: seqio.Feature(catalog.DEMO_VOCABULARY) for k in ("inputs", "targets")},
           preprocessors=[seqio.preprocessors.tokenize])
-  '''))
+  ''')
+  )
   sys.path.insert(0, str(tmp_path))
   try:
     import gin
     import t0jax_test_tiny_task  # noqa: F401 - registered here too
+
     gin.parse_config("import t0jax_test_tiny_task")  # the child imports what gin imports
     data = TrainData("t0jax_test_tiny_task", LENGTHS, 4, num_virtual_shards=4)
     with pytest.raises(DataShareError, match="yielded no examples"):
@@ -81,9 +85,11 @@ def test_a_mixture_registered_only_in_this_process_is_named_and_read_in_process(
 
   name = "t0jax_test_parent_only_task"
   seqio.TaskRegistry.add(
-      name, seqio.FunctionDataSource(fn, splits=["train"]),
-      output_features={k: seqio.Feature(catalog.DEMO_VOCABULARY) for k in ("inputs", "targets")},
-      preprocessors=[seqio.preprocessors.tokenize])
+    name,
+    seqio.FunctionDataSource(fn, splits=["train"]),
+    output_features={k: seqio.Feature(catalog.DEMO_VOCABULARY) for k in ("inputs", "targets")},
+    preprocessors=[seqio.preprocessors.tokenize],
+  )
   try:
     data = TrainData(name, LENGTHS, 2, num_virtual_shards=1)
     with pytest.raises(UnregisteredMixture, match=name):
@@ -91,6 +97,7 @@ def test_a_mixture_registered_only_in_this_process_is_named_and_read_in_process(
     # The trainer's reader falls back to in-process reading and gets the same batches.
     from jax.sharding import NamedSharding, PartitionSpec as P
     import jax
+
     mesh = jax.make_mesh((1, 1), ("data", "model"), devices=jax.devices()[:1])
     batches = trainer._host_batches(data, 0, NamedSharding(mesh, P("data")), 2)
     assert not isinstance(batches.source, ProcessBatches)

@@ -2,6 +2,7 @@
 devices: same per-step losses, same final parameters; both write their part of each checkpoint,
 only process 0 writes metrics; a 2-process run resumes another layout's checkpoint and stops
 every host at one agreed step on SIGTERM; a host without its data share stops every host."""
+
 import fcntl
 import json
 import os
@@ -44,14 +45,35 @@ def _launch(model_dir, *flags, env_per_process=(None, None)):
   address = f"localhost:{_free_port()}"
   procs = []
   for i, extra_env in enumerate(env_per_process):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1",
-           **(extra_env or {})}
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "t0jax.train", f"--gin_file={SMALL_GIN}",
-         f"--model_dir={model_dir}", f"--coordinator_address={address}", "--num_processes=2",
-         f"--process_id={i}", "--distributed_timeout_s=120", *flags],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    env = {
+      **os.environ,
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+      "JAX_PLATFORMS": "cpu",
+      "CUDA_VISIBLE_DEVICES": "",
+      "PYTHONUNBUFFERED": "1",
+      **(extra_env or {}),
+    }
+    procs.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-m",
+          "t0jax.train",
+          f"--gin_file={SMALL_GIN}",
+          f"--model_dir={model_dir}",
+          f"--coordinator_address={address}",
+          "--num_processes=2",
+          f"--process_id={i}",
+          "--distributed_timeout_s=120",
+          *flags,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
   return procs
 
 
@@ -69,8 +91,11 @@ def _train_both_ways(base):
   procs = _launch(base / "two", *STEPS, *TWO_HOST_LAYOUT)
   try:
     gin.clear_config()
-    gin_utils.parse([SMALL_GIN], [f"MODEL_DIR={str(base / 'one')!r}", "TRAIN_STEPS=4",
-                                  "CHECKPOINT_PERIOD=2"], finalize=False)
+    gin_utils.parse(
+      [SMALL_GIN],
+      [f"MODEL_DIR={str(base / 'one')!r}", "TRAIN_STEPS=4", "CHECKPOINT_PERIOD=2"],
+      finalize=False,
+    )
     one = trainer.train()
   finally:
     gin.clear_config()
@@ -105,8 +130,9 @@ def test_two_processes_give_the_per_step_losses_and_parameters_of_one_process(ru
   base, one, _ = runs
   two = _losses(base / "two")
   assert sorted(two) == [1, 2, 3, 4]
-  np.testing.assert_allclose([two[s] for s in range(1, 5)], [one["losses"][s] for s in range(1, 5)],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [two[s] for s in range(1, 5)], [one["losses"][s] for s in range(1, 5)], rtol=1e-5
+  )
   _, params = load_params(str(base / "two"))
   # Sharded reductions add in another order; Adafactor divides by the gradient's RMS, which
   # magnifies that rounding for an element whose gradient is near zero (measured: one element of
@@ -128,21 +154,26 @@ def test_only_process_zero_writes_metrics_and_reports(runs):
 def test_each_process_writes_its_part_of_every_checkpoint(runs):
   base, _, _ = runs
   for step in ("2", "4"):
-    parts = sorted(p.name for p in (base / "two" / "checkpoints" / step / "state").glob(
-        "ocdbt.process_*"))
+    parts = sorted(
+      p.name for p in (base / "two" / "checkpoints" / step / "state").glob("ocdbt.process_*")
+    )
     assert parts == ["ocdbt.process_0", "ocdbt.process_1"]
 
 
 @pytest.mark.slow  # a third and fourth multi-process run: run with --runslow
 def test_two_processes_resume_another_layouts_checkpoint_and_stop_together_on_sigterm(
-    runs, tmp_path):
+  runs, tmp_path
+):
   base, one, _ = runs
   run = tmp_path / "resumed"
   shutil.copytree(base / "two", run)
   # As if preempted after step 2 (checkpoint 4 and its metrics never written); resume without FSDP.
   shutil.rmtree(run / "checkpoints" / "4")
-  kept = [line for line in (run / "metrics.jsonl").read_text().splitlines()
-          if json.loads(line)["step"] <= 2]
+  kept = [
+    line
+    for line in (run / "metrics.jsonl").read_text().splitlines()
+    if json.loads(line)["step"] <= 2
+  ]
   (run / "metrics.jsonl").write_text("\n".join(kept) + "\n")
   procs = _launch(run, "--gin.TRAIN_STEPS=100000", "--gin.CHECKPOINT_PERIOD=100000")
   deadline = time.time() + 300
@@ -155,8 +186,9 @@ def test_two_processes_resume_another_layouts_checkpoint_and_stop_together_on_si
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out
   losses = _losses(run)
-  np.testing.assert_allclose([losses[3], losses[4]], [one["losses"][3], one["losses"][4]],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [losses[3], losses[4]], [one["losses"][3], one["losses"][4]], rtol=1e-5
+  )
   saved = sorted(int(d) for d in os.listdir(run / "checkpoints") if d.isdigit())
   assert saved[0] == 2 and len(saved) == 2 and 4 <= saved[1] < 100000
   assert f"stopped by SIGTERM at step {saved[1]}" in outs[0]
@@ -165,23 +197,36 @@ def test_two_processes_resume_another_layouts_checkpoint_and_stop_together_on_si
   ckpt.close()
   assert data_position["step"] == saved[1]  # the data position saved with the agreed step
 
+
 def test_a_host_without_its_data_share_stops_every_host_naming_it(tmp_path):
   """Process 1's data directory is empty: it names itself and its slice; process 0 names it."""
   import t0jax.catalog as catalog
   from t0jax.catalog import testing
+
   data = tmp_path / "data"
-  testing.fixture_data_dir(catalog.load_catalog(catalog.ROOT),
-                           os.path.join(catalog.ROOT, "fixtures"), str(data))
+  testing.fixture_data_dir(
+    catalog.load_catalog(catalog.ROOT), os.path.join(catalog.ROOT, "fixtures"), str(data)
+  )
   (tmp_path / "empty").mkdir()
-  common = {"T0JAX_DATA_SOURCE": "jsonl", "T0JAX_VOCAB": catalog.demo.VOCAB_PATH,
-            "T0JAX_VOCAB_EXTRA_IDS": "0"}
-  procs = _launch(tmp_path / "run", "--gin.MIXTURE_OR_TASK_NAME='amazon_polarity_flattering_light'",
-                  "--gin.train.num_virtual_shards=2",
-                  env_per_process=({**common, "T0JAX_DATA_DIR": str(data)},
-                                   {**common, "T0JAX_DATA_DIR": str(tmp_path / "empty")}))
+  common = {
+    "T0JAX_DATA_SOURCE": "jsonl",
+    "T0JAX_VOCAB": catalog.demo.VOCAB_PATH,
+    "T0JAX_VOCAB_EXTRA_IDS": "0",
+  }
+  procs = _launch(
+    tmp_path / "run",
+    "--gin.MIXTURE_OR_TASK_NAME='amazon_polarity_flattering_light'",
+    "--gin.train.num_virtual_shards=2",
+    env_per_process=(
+      {**common, "T0JAX_DATA_DIR": str(data)},
+      {**common, "T0JAX_DATA_DIR": str(tmp_path / "empty")},
+    ),
+  )
   outs = _outputs(procs)
   assert [p.returncode for p in procs] == [2, 2], outs
   host = socket.gethostname()
-  assert (f"process 1 of 2 (host {host}): reading the first batch failed: Cannot open data slice "
-          "1 of 2 (virtual shards 1-1 of 2) of 'amazon_polarity_flattering_light'") in outs[1]
+  assert (
+    f"process 1 of 2 (host {host}): reading the first batch failed: Cannot open data slice "
+    "1 of 2 (virtual shards 1-1 of 2) of 'amazon_polarity_flattering_light'"
+  ) in outs[1]
   assert "reading the first batch failed on process 1 (see its error)" in outs[0]

@@ -1,6 +1,7 @@
 """Multi-host start-up: where the process group comes from (flags, JAX_*, SLURM), bad settings
 named before anything waits, an unreachable coordinator or a missing process reported within the
 deadline, disagreeing process counts refused; which rows of the batch each host reads."""
+
 import argparse
 import os
 import socket
@@ -33,8 +34,14 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-SLURM = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "16", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
-         "SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NODELIST": "gpu[007-008]"}
+SLURM = {
+  "SLURM_JOB_ID": "4242",
+  "SLURM_NTASKS": "16",
+  "SLURM_PROCID": "5",
+  "SLURM_LOCALID": "1",
+  "SLURM_STEP_NUM_NODES": "2",
+  "SLURM_STEP_NODELIST": "gpu[007-008]",
+}
 
 
 def test_no_flags_and_no_cluster_environment_is_a_single_process():
@@ -43,17 +50,33 @@ def test_no_flags_and_no_cluster_environment_is_a_single_process():
 
 
 def test_flags_give_the_process_group():
-  g = resolve(_args("--coordinator_address", "10.0.0.2:1234", "--num_processes", "4",
-                    "--process_id", "3"), {})
+  g = resolve(
+    _args("--coordinator_address", "10.0.0.2:1234", "--num_processes", "4", "--process_id", "3"), {}
+  )
   assert (g.coordinator_address, g.num_processes, g.process_id, g.source) == (
-      "10.0.0.2:1234", 4, 3, "flags")
+    "10.0.0.2:1234",
+    4,
+    3,
+    "flags",
+  )
 
 
 def test_jax_environment_variables_give_the_process_group():
-  g = resolve(_args(), {"JAX_COORDINATOR_ADDRESS": "host0:99", "JAX_NUM_PROCESSES": "2",
-                        "JAX_PROCESS_ID": "1", "JAX_LOCAL_DEVICE_IDS": "0,1"})
+  g = resolve(
+    _args(),
+    {
+      "JAX_COORDINATOR_ADDRESS": "host0:99",
+      "JAX_NUM_PROCESSES": "2",
+      "JAX_PROCESS_ID": "1",
+      "JAX_LOCAL_DEVICE_IDS": "0,1",
+    },
+  )
   assert (g.coordinator_address, g.num_processes, g.process_id, g.local_device_ids) == (
-      "host0:99", 2, 1, (0, 1))
+    "host0:99",
+    2,
+    1,
+    (0, 1),
+  )
   assert g.source == "JAX_* environment"
 
 
@@ -65,8 +88,13 @@ def test_slurm_variables_give_the_group_with_one_device_per_task_when_tasks_shar
 
 
 def test_slurm_with_one_task_per_node_lets_each_process_use_every_local_gpu():
-  env = {**SLURM, "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "0",
-         "JAX_COORDINATOR_PORT": "7777"}
+  env = {
+    **SLURM,
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "0",
+    "JAX_COORDINATOR_PORT": "7777",
+  }
   g = resolve(_args(), env)
   assert (g.coordinator_address, g.local_device_ids) == ("gpu007:7777", None)
 
@@ -75,35 +103,76 @@ def test_cluster_none_ignores_slurm():
   assert resolve(_args("--cluster", "none"), SLURM) == ProcessGroup()
 
 
-@pytest.mark.parametrize("nodelist, first", [("gpu[003-006,010],gpu-b7", "gpu003"),
-                                             ("node17", "node17"), ("a1,b2", "a1"),
-                                             ("x[12,15]", "x12")])
+@pytest.mark.parametrize(
+  "nodelist, first",
+  [
+    ("gpu[003-006,010],gpu-b7", "gpu003"),
+    ("node17", "node17"),
+    ("a1,b2", "a1"),
+    ("x[12,15]", "x12"),
+  ],
+)
 def test_first_host_of_a_slurm_node_list(nodelist, first):
   assert distributed.first_slurm_host(nodelist) == first
 
 
 def test_process_count_that_does_not_match_the_scheduler_is_an_error():
-  with pytest.raises(DistributedError, match=r"process count does not match: "
-                     r"--num_processes=8, SLURM_NTASKS=16"):
+  with pytest.raises(
+    DistributedError,
+    match=r"process count does not match: "
+    r"--num_processes=8, SLURM_NTASKS=16",
+  ):
     resolve(_args("--num_processes", "8"), SLURM)
 
 
-@pytest.mark.parametrize("argv, env, message", [
-    (("--num_processes", "2", "--process_id", "0"), {}, r"need a coordinator: pass "
-     r"--coordinator_address"),
-    (("--coordinator_address", "h:1", "--num_processes", "2"), {}, r"--num_processes=2 but this "
-     r"process's id is not set"),
+@pytest.mark.parametrize(
+  "argv, env, message",
+  [
+    (
+      ("--num_processes", "2", "--process_id", "0"),
+      {},
+      r"need a coordinator: pass "
+      r"--coordinator_address",
+    ),
+    (
+      ("--coordinator_address", "h:1", "--num_processes", "2"),
+      {},
+      r"--num_processes=2 but this "
+      r"process's id is not set",
+    ),
     (("--coordinator_address", "h:1", "--process_id", "1"), {}, r"number of processes is not"),
-    (("--coordinator_address", "h:1", "--num_processes", "2", "--process_id", "2"), {},
-     r"--process_id=2 is outside 0..1"),
-    (("--coordinator_address", "h", "--num_processes", "2", "--process_id", "1"), {},
-     r"--coordinator_address='h' is not HOST:PORT"),
-    (("--coordinator_address", "h:70000", "--num_processes", "2", "--process_id", "1"), {},
-     r"not HOST:PORT"),
+    (
+      ("--coordinator_address", "h:1", "--num_processes", "2", "--process_id", "2"),
+      {},
+      r"--process_id=2 is outside 0..1",
+    ),
+    (
+      ("--coordinator_address", "h", "--num_processes", "2", "--process_id", "1"),
+      {},
+      r"--coordinator_address='h' is not HOST:PORT",
+    ),
+    (
+      ("--coordinator_address", "h:70000", "--num_processes", "2", "--process_id", "1"),
+      {},
+      r"not HOST:PORT",
+    ),
     ((), {"JAX_NUM_PROCESSES": "two"}, r"JAX_NUM_PROCESSES='two' is not an integer"),
-    (("--local_device_ids", "0;1", "--coordinator_address", "h:1", "--num_processes", "2",
-      "--process_id", "0"), {}, r"--local_device_ids='0;1'"),
-])
+    (
+      (
+        "--local_device_ids",
+        "0;1",
+        "--coordinator_address",
+        "h:1",
+        "--num_processes",
+        "2",
+        "--process_id",
+        "0",
+      ),
+      {},
+      r"--local_device_ids='0;1'",
+    ),
+  ],
+)
 def test_incomplete_or_invalid_settings_name_the_culprit(argv, env, message):
   with pytest.raises(DistributedError, match=message):
     resolve(_args(*argv), env)
@@ -115,19 +184,40 @@ def test_one_process_needs_no_coordinator():
 
 
 def _train_cli(*flags, env_extra=None, devices=2):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1",
-         **(env_extra or {})}
-  return subprocess.Popen([sys.executable, "-m", "t0jax.train", f"--gin_file={SMALL_GIN}",
-                           "--model_dir=/nonexistent-unused", *flags], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  env = {
+    **os.environ,
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    "JAX_PLATFORMS": "cpu",
+    "CUDA_VISIBLE_DEVICES": "",
+    "PYTHONUNBUFFERED": "1",
+    **(env_extra or {}),
+  }
+  return subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "t0jax.train",
+      f"--gin_file={SMALL_GIN}",
+      "--model_dir=/nonexistent-unused",
+      *flags,
+    ],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def test_unreachable_coordinator_fails_within_the_timeout_naming_the_address():
   address = f"localhost:{_free_port()}"  # nothing listens there
   start = time.monotonic()
-  proc = _train_cli(f"--coordinator_address={address}", "--num_processes=2", "--process_id=1",
-                    "--distributed_timeout_s=2")
+  proc = _train_cli(
+    f"--coordinator_address={address}",
+    "--num_processes=2",
+    "--process_id=1",
+    "--distributed_timeout_s=2",
+  )
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 2, out
   assert f"nothing answered at the coordinator address {address} within 2 s" in out
@@ -135,8 +225,12 @@ def test_unreachable_coordinator_fails_within_the_timeout_naming_the_address():
 
 
 def test_coordinator_host_that_does_not_resolve_fails_at_once():
-  proc = _train_cli("--coordinator_address=no-such-host.invalid:1234", "--num_processes=2",
-                    "--process_id=1", "--distributed_timeout_s=60")
+  proc = _train_cli(
+    "--coordinator_address=no-such-host.invalid:1234",
+    "--num_processes=2",
+    "--process_id=1",
+    "--distributed_timeout_s=60",
+  )
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 2, out
   assert "coordinator host 'no-such-host.invalid'" in out and "does not resolve" in out
@@ -145,20 +239,30 @@ def test_coordinator_host_that_does_not_resolve_fails_at_once():
 def test_missing_process_stops_the_coordinator_within_the_timeout_naming_the_count():
   address = f"localhost:{_free_port()}"
   start = time.monotonic()
-  proc = _train_cli(f"--coordinator_address={address}", "--num_processes=2", "--process_id=0",
-                    "--distributed_timeout_s=3")
+  proc = _train_cli(
+    f"--coordinator_address={address}",
+    "--num_processes=2",
+    "--process_id=0",
+    "--distributed_timeout_s=3",
+  )
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == distributed.EXIT_TIMEOUT, out
-  assert f"process 0 of 2" in out and f"coordinator at {address}" in out
+  assert "process 0 of 2" in out and f"coordinator at {address}" in out
   assert "Check that all 2 processes were started" in out
   assert time.monotonic() - start < 60
 
 
 def test_processes_that_disagree_on_the_count_all_stop_with_an_error():
   address = f"localhost:{_free_port()}"
-  procs = [_train_cli(f"--coordinator_address={address}", f"--num_processes={n}",
-                      f"--process_id={i}", "--distributed_timeout_s=60")
-           for i, n in ((0, 2), (1, 3))]
+  procs = [
+    _train_cli(
+      f"--coordinator_address={address}",
+      f"--num_processes={n}",
+      f"--process_id={i}",
+      "--distributed_timeout_s=60",
+    )
+    for i, n in ((0, 2), (1, 3))
+  ]
   outs = [p.communicate(timeout=180)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 2, out
@@ -168,14 +272,15 @@ def test_processes_that_disagree_on_the_count_all_stop_with_an_error():
 
 # ---- which rows each host reads ----
 
+
 def _fake_two_hosts(device):
   return device.id // 4  # devices 0-3 on "host 0", 4-7 on "host 1"
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
-@pytest.mark.parametrize("num_partitions, expected", [(1, [(0, 2), (1, 2)]),
-                                                      (2, [(0, 2), (1, 2)]),
-                                                      (8, [(0, 1), (0, 1)])])
+@pytest.mark.parametrize(
+  "num_partitions, expected", [(1, [(0, 2), (1, 2)]), (2, [(0, 2), (1, 2)]), (8, [(0, 1), (0, 1)])]
+)
 def test_hosts_that_hold_the_same_rows_read_the_same_data_slice(num_partitions, expected):
   sharding = Partitioner(num_partitions).batch_sharding
   got = [hosts.host_data_slice(sharding, 16, _fake_two_hosts, p) for p in (0, 1)]
@@ -202,8 +307,10 @@ def fixture_rows(tmp_path):
   import t0jax.catalog as catalog
   from t0jax.catalog import testing
   from t0jax.data import settings
-  testing.fixture_data_dir(catalog.load_catalog(catalog.ROOT),
-                           os.path.join(catalog.ROOT, "fixtures"), str(tmp_path))
+
+  testing.fixture_data_dir(
+    catalog.load_catalog(catalog.ROOT), os.path.join(catalog.ROOT, "fixtures"), str(tmp_path)
+  )
   settings.set_data_dir(str(tmp_path))
   settings.set_source("jsonl")
   settings.set_vocab(catalog.demo.VOCAB_PATH, extra_ids=0)
@@ -213,8 +320,12 @@ def fixture_rows(tmp_path):
 
 def test_host_whose_data_share_is_empty_gets_an_error_naming_its_slice(fixture_rows):
   # 3 examples over 8 virtual shards: shard 4 holds nothing, so the 5th of 8 hosts has no data.
-  data = TrainData("amazon_polarity_flattering_light", {"inputs": 64, "targets": 8}, 8,
-                   num_virtual_shards=8)
-  with pytest.raises(DataShareError, match=r"Virtual shard 4 yielded no examples, so data slice "
-                     r"4 of 8 \(virtual shards 4-4 of 8\) of 'amazon_polarity_flattering_light'"):
+  data = TrainData(
+    "amazon_polarity_flattering_light", {"inputs": 64, "targets": 8}, 8, num_virtual_shards=8
+  )
+  with pytest.raises(
+    DataShareError,
+    match=r"Virtual shard 4 yielded no examples, so data slice "
+    r"4 of 8 \(virtual shards 4-4 of 8\) of 'amazon_polarity_flattering_light'",
+  ):
     next(data.host_batches(0, 4, 8))

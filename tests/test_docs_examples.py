@@ -5,6 +5,7 @@ a checkpoint that the docs only name) is replaced by a recorder; everything befo
 
 Nothing is lost for users: a flag or macro that a doc shows and the code dropped fails here.
 """
+
 import io
 import re
 import shlex
@@ -77,6 +78,7 @@ def stand_ins(monkeypatch, tmp_path):
   def record(what):
     def stand_in(*args, **kwargs):
       raise _Recorded(what)
+
     return stand_in
 
   monkeypatch.setattr(trainer, "train", train)
@@ -88,8 +90,9 @@ def stand_ins(monkeypatch, tmp_path):
   # The docs name checkpoints that are not here: convert stops once its flags and gin parsed.
   monkeypatch.setattr(convert, "_check_destination", record("convert"))
   # Multi-process examples resolve their process group from the flags, without connecting.
-  monkeypatch.setattr(distributed, "initialize_from_args",
-                      lambda args, environ=None: distributed.resolve(args, {}))
+  monkeypatch.setattr(
+    distributed, "initialize_from_args", lambda args, environ=None: distributed.resolve(args, {})
+  )
   monkeypatch.setattr(distributed, "finish", lambda group, code: code)
   return _Recorded
 
@@ -100,6 +103,7 @@ def test_doc_example_parses(doc, command, stand_ins, monkeypatch, capsys):
   monkeypatch.setattr("sys.stdin", io.StringIO('{"text": "an example"}'))  # `--example -`
   argv = shlex.split(command)[1:]
   from t0jax import cli
+
   try:
     code = cli.main(argv)
   except stand_ins:

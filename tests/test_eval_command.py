@@ -3,6 +3,7 @@
 A tiny random model over the demo vocabulary (896 ids) is saved as a t0jax (Orbax) checkpoint
 and as a Hugging Face directory in a temp dir; nothing downloads.
 """
+
 import json
 import os
 
@@ -17,13 +18,26 @@ from t0jax.evaluate import data as eval_data
 from t0jax.evaluate.scorer import ChoiceScorer
 from t0jax.model import T5Config, init_params
 
-CFG = T5Config(vocab_size=896, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
-               num_decoder_layers=1, relative_attention_num_buckets=8,
-               relative_attention_max_distance=16)
+CFG = T5Config(
+  vocab_size=896,
+  d_model=32,
+  num_heads=2,
+  head_dim=8,
+  d_ff=48,
+  num_layers=1,
+  num_decoder_layers=1,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 MIXTURE = "demo_heldout_score_eval"
 # One device, one length bucket per octave and few examples: few programs to compile.
-FAST = ["--max_examples", "3", "--gin.NUM_DEVICES=1", "--gin.EVAL_BATCH_SIZE=8",
-        "--gin.BUCKETS_PER_OCTAVE=1"]
+FAST = [
+  "--max_examples",
+  "3",
+  "--gin.NUM_DEVICES=1",
+  "--gin.EVAL_BATCH_SIZE=8",
+  "--gin.BUCKETS_PER_OCTAVE=1",
+]
 
 
 def random_params(cfg, seed=0):
@@ -34,9 +48,14 @@ def random_params(cfg, seed=0):
 
 def save_t0jax_checkpoint(params, cfg, model_dir, step=7):
   from t0jax.checkpoints.orbax import Checkpointer
+
   ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), async_save=False)
-  ckpt.save(step, {"step": np.int32(step), "params": params}, {"step": step},
-            {"model": cfg.shape_signature(), "model_full": cfg.to_dict()})
+  ckpt.save(
+    step,
+    {"step": np.int32(step), "params": params},
+    {"step": step},
+    {"model": cfg.shape_signature(), "model_full": cfg.to_dict()},
+  )
   ckpt.close()
   return model_dir
 
@@ -44,15 +63,20 @@ def save_t0jax_checkpoint(params, cfg, model_dir, step=7):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
   from t0jax.checkpoints import save_hf_checkpoint
+
   root = tmp_path_factory.mktemp("checkpoints")
   params = random_params(CFG)
-  return {"t0jax": save_t0jax_checkpoint(params, CFG, str(root / "run")),
-          "hf": str(save_hf_checkpoint(params, CFG, root / "hf")), "params": params}
+  return {
+    "t0jax": save_t0jax_checkpoint(params, CFG, str(root / "run")),
+    "hf": str(save_hf_checkpoint(params, CFG, root / "hf")),
+    "params": params,
+  }
 
 
 def run_eval(checkpoint, out, *extra):
-  return eval_cli.main(["--checkpoint", checkpoint, "--mixture", MIXTURE, "--output_dir",
-                        str(out), *FAST, *extra])
+  return eval_cli.main(
+    ["--checkpoint", checkpoint, "--mixture", MIXTURE, "--output_dir", str(out), *FAST, *extra]
+  )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +90,12 @@ def test_reports_are_written_on_the_demo_mixture(demo_run):
   out, results = demo_run
   story = results["datasets"]["demo_story"]["original_task"]
   assert story["accuracy"]["num_prompts"] == 3 and story["num_examples"] == 9
-  assert set(story) >= {"accuracy", "accuracy_per_token", "accuracy_per_char",
-                        "accuracy_calibrated"}
+  assert set(story) >= {
+    "accuracy",
+    "accuracy_per_token",
+    "accuracy_per_char",
+    "accuracy_calibrated",
+  }
   assert results["checkpoint"]["step"] == 7
   assert all(len(v) == 3 for v in results["examples"].values())
   table = (out / "results.md").read_text()
@@ -85,16 +113,18 @@ def test_per_example_scores_equal_transformers_with_the_input_repeated(demo_run,
   _, results = demo_run
   hf = transformers.T5ForConditionalGeneration.from_pretrained(checkpoints["hf"]).eval()
   import seqio
+
   task_name = sorted(results["examples"])[0]
   task = seqio.get_mixture_or_task(task_name)
-  data = eval_data.load_task(task, task_feature_lengths={"inputs": 1024, "targets": 256},
-                             max_examples=3)
+  data = eval_data.load_task(
+    task, task_feature_lengths={"inputs": 1024, "targets": 256}, max_examples=3
+  )
   for k, example in enumerate(results["examples"][task_name]):
     choices = data.choices[k]
     ids = torch.tensor([data.inputs[k]] * len(choices))
     labels = torch.zeros((len(choices), max(map(len, choices))), dtype=torch.long)
     for j, c in enumerate(choices):
-      labels[j, :len(c)] = torch.tensor(c)
+      labels[j, : len(c)] = torch.tensor(c)
     with torch.no_grad():
       logits = hf(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).logits
     picked = torch.log_softmax(logits.double(), -1).gather(-1, labels[..., None])[..., 0]
@@ -112,12 +142,14 @@ def test_hugging_face_checkpoint_gives_the_same_results(demo_run, checkpoints, t
 
 
 def test_a_vocabulary_that_does_not_match_the_checkpoint_fails_before_any_scoring(
-    tmp_path, monkeypatch, capsys):
+  tmp_path, monkeypatch, capsys
+):
   cfg = CFG.replace(vocab_size=1024)
   model_dir = save_t0jax_checkpoint(random_params(cfg), cfg, str(tmp_path / "run"))
 
   def never(*args, **kwargs):
     raise AssertionError("scored despite the vocabulary mismatch")
+
   monkeypatch.setattr(ChoiceScorer, "score", never)
   assert run_eval(model_dir, tmp_path / "out") == 2
   message = capsys.readouterr().err
@@ -136,8 +168,19 @@ def test_gin_overrides_are_checked(checkpoints, tmp_path, capsys):
 
 
 def test_an_unknown_mixture_fails_before_the_checkpoint_is_read(tmp_path, capsys):
-  assert eval_cli.main(["--checkpoint", str(tmp_path), "--mixture", "demo_heldout_scor_eval",
-                        "--output_dir", str(tmp_path / "out")]) == 2
+  assert (
+    eval_cli.main(
+      [
+        "--checkpoint",
+        str(tmp_path),
+        "--mixture",
+        "demo_heldout_scor_eval",
+        "--output_dir",
+        str(tmp_path / "out"),
+      ]
+    )
+    == 2
+  )
   message = capsys.readouterr().err
   assert "no task or mixture named 'demo_heldout_scor_eval'" in message
   assert "demo_heldout_score_eval" in message  # the closest registered name

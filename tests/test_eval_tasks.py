@@ -1,6 +1,7 @@
 """`evaluate()` on a user's own SeqIO tasks: answer choices as strings, a target outside the
 choices, an example without choices, a generative task with its own metric, hosts scoring
 their shards, and repeated calls reusing the cached inputs."""
+
 import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -19,9 +20,17 @@ from t0jax.model import T5Config, Transformer, init_params
 
 tf.config.set_visible_devices([], "GPU")
 
-CFG = T5Config(vocab_size=896, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
-               num_decoder_layers=1, relative_attention_num_buckets=8,
-               relative_attention_max_distance=16)
+CFG = T5Config(
+  vocab_size=896,
+  d_model=32,
+  num_heads=2,
+  head_dim=8,
+  d_ff=48,
+  num_layers=1,
+  num_decoder_layers=1,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 PREFIX = "test_eval_tasks_"
 COLOURS = ["red", "green", "blue", "yellow"]
 
@@ -30,10 +39,15 @@ def choice_rows(with_empty=False):
   rows = []
   for i in range(6):
     colour = COLOURS[i % 4]
-    rows.append({"inputs": f"The sky in story {i} was painted {colour}. What colour was it?",
-                 "targets": colour if i != 4 else "purple",  # 4: the target is no choice
-                 "answer_choices": COLOURS[: 2 + i % 3] if colour in COLOURS[: 2 + i % 3]
-                 else [colour, "grey"]})
+    rows.append(
+      {
+        "inputs": f"The sky in story {i} was painted {colour}. What colour was it?",
+        "targets": colour if i != 4 else "purple",  # 4: the target is no choice
+        "answer_choices": COLOURS[: 2 + i % 3]
+        if colour in COLOURS[: 2 + i % 3]
+        else [colour, "grey"],
+      }
+    )
   if with_empty:
     rows[2]["answer_choices"] = []
   return rows
@@ -49,13 +63,18 @@ def register(name, rows, *, choices=True, metric_fns=()):
     del split, shuffle_files, seed
     return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=signature)
 
-  features = {"inputs": seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=False),
-              "targets": seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=True)}
+  features = {
+    "inputs": seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=False),
+    "targets": seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=True),
+  }
   seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
-      name, seqio.FunctionDataSource(dataset_fn, splits=["validation"]),
-      output_features=features, metric_fns=list(metric_fns),
-      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim])
+    name,
+    seqio.FunctionDataSource(dataset_fn, splits=["validation"]),
+    output_features=features,
+    metric_fns=list(metric_fns),
+    preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+  )
 
 
 def agreement(targets, predictions):
@@ -104,14 +123,16 @@ def test_a_users_task_with_string_choices_is_ranked_and_its_metric_applied(setup
 
 
 def test_an_example_without_choices_is_an_error_naming_task_and_example(setup):
-  with pytest.raises(EvalDataError, match=rf"task {PREFIX}empty, example idx 2: .*no answer "
-                                          r"choices"):
+  with pytest.raises(
+    EvalDataError,
+    match=rf"task {PREFIX}empty, example idx 2: .*no answer "
+    r"choices",
+  ):
     run(setup, "empty")
 
 
 def test_a_task_without_choices_is_decoded_and_scored_with_its_metrics(setup):
-  results = run(setup, "echo", task_feature_lengths={"inputs": 64, "targets": 5},
-                per_example=True)
+  results = run(setup, "echo", task_feature_lengths={"inputs": 64, "targets": 5}, per_example=True)
   prompt = results["prompts"][PREFIX + "echo"]
   assert prompt["kind"] == "generate"
   assert set(prompt["metrics"]) >= {"exact_match", "rougeL", "mean_words"}
@@ -130,8 +151,7 @@ def test_hosts_scoring_their_shards_agree_with_one_host(setup, monkeypatch):
     monkeypatch.setattr(hosts, "allgather_json", lambda obj: payloads.append(obj) or [obj])
     run(setup, "colours")
   monkeypatch.setattr(hosts, "data_slice", lambda partitioner=None: (0, 2))
-  monkeypatch.setattr(hosts, "allgather_json",
-                      lambda obj: [obj, payloads[1], payloads[1]])
+  monkeypatch.setattr(hosts, "allgather_json", lambda obj: [obj, payloads[1], payloads[1]])
   gathered = run(setup, "colours", per_example=True)
   key = PREFIX + "colours"
   assert gathered["prompts"][key]["metrics"] == single["prompts"][key]["metrics"]
@@ -155,24 +175,46 @@ def test_t0_held_out_prompts_are_grouped_as_t0_reports_them():
   and every held-out dataset of the T0 mixture has its reference figure."""
   meta = [prompt_metadata(t.name) for t in resolve_tasks("t0_eval_score_eval")]
   datasets = {m["dataset"] for m in meta}
-  assert datasets == {"super_glue/rte", "super_glue/cb", "anli_r1", "anli_r2", "anli_r3",
-                      "super_glue/wsc.fixed", "winogrande/winogrande_xl", "super_glue/copa",
-                      "hellaswag", "story_cloze/2016", "super_glue/wic"}
+  assert datasets == {
+    "super_glue/rte",
+    "super_glue/cb",
+    "anli_r1",
+    "anli_r2",
+    "anli_r3",
+    "super_glue/wsc.fixed",
+    "winogrande/winogrande_xl",
+    "super_glue/copa",
+    "hellaswag",
+    "story_cloze/2016",
+    "super_glue/wic",
+  }
   assert datasets <= set(metrics.T0_REFERENCE)
   assert all(m["original_task"] for m in meta)
   assert {m["prompt_collection"] for m in meta} == {"t0jax"}  # the catalogue's own prompts
-  assert prompt_metadata("my_own_task") == {"dataset": "my_own_task", "prompt": "my_own_task",
-                                            "original_task": True, "held_out": False,
-                                            "prompt_collection": "other"}
+  assert prompt_metadata("my_own_task") == {
+    "dataset": "my_own_task",
+    "prompt": "my_own_task",
+    "original_task": True,
+    "held_out": False,
+    "prompt_collection": "other",
+  }
 
 
 def test_all_prompts_adds_a_datasets_other_prompts_on_the_same_split():
-  infos = [i for i in catalog.all_task_infos()
-           if i.score_eval and i.eval_split and not i.prompt.original_task]
+  infos = [
+    i
+    for i in catalog.all_task_infos()
+    if i.score_eval and i.eval_split and not i.prompt.original_task
+  ]
   info = infos[0]
-  original = next(i for i in catalog.all_task_infos()
-                  if i.score_eval and i.dataset.key == info.dataset.key and i.prompt.original_task
-                  and i.split_suffix == info.split_suffix)
+  original = next(
+    i
+    for i in catalog.all_task_infos()
+    if i.score_eval
+    and i.dataset.key == info.dataset.key
+    and i.prompt.original_task
+    and i.split_suffix == info.split_suffix
+  )
   names = [t.name for t in resolve_tasks(original.name, all_prompts=True)]
   assert original.name in names and info.name in names
   assert not prompt_metadata(info.name)["original_task"]
@@ -180,11 +222,23 @@ def test_all_prompts_adds_a_datasets_other_prompts_on_the_same_split():
 
 
 def test_token_ids_outside_the_checkpoints_vocabulary_are_named():
-  data = eval_data.TaskData("some_task", "rank", [(5, 0, 0)], [[3, 4]], ["x"], ["a"], [{}],
-                            choices=[[[7, 1], [900, 1]]], choice_texts=[["a", "b"]],
-                            answer_idx=[0])
-  with pytest.raises(EvalDataError, match=r"task some_task, example idx 5, choice 1: token id "
-                                          r"900 is outside 1\.\.895"):
+  data = eval_data.TaskData(
+    "some_task",
+    "rank",
+    [(5, 0, 0)],
+    [[3, 4]],
+    ["x"],
+    ["a"],
+    [{}],
+    choices=[[[7, 1], [900, 1]]],
+    choice_texts=[["a", "b"]],
+    answer_idx=[0],
+  )
+  with pytest.raises(
+    EvalDataError,
+    match=r"task some_task, example idx 5, choice 1: token id "
+    r"900 is outside 1\.\.895",
+  ):
     eval_data.check_token_ids(data, 896)
   eval_data.check_token_ids(data, 1024)  # fits a larger embedding
 
@@ -193,6 +247,7 @@ def test_the_seqio_task_metric_counts_examples_as_the_evaluator_does():
   """The catalogue tasks' seqio metric and `t0jax eval` agree: a target outside the choices
   (answer_idx -1) is left out of the accuracy and counted, not scored as wrong."""
   from t0jax.data import rank_classification_accuracy
+
   gold = np.array([0, 1, -1, 2, -1])
   predicted = np.array([0, 0, 1, 2, 0])
   scores = [np.eye(3)[p] for p in predicted]

@@ -3,6 +3,7 @@
 Every model here is a tiny random-weight `T5ForConditionalGeneration` built and saved in a temp
 directory; nothing downloads.
 """
+
 import functools
 import json
 import os
@@ -23,12 +24,32 @@ transformers.logging.set_verbosity_error()
 
 # Shapes chosen to catch layout mistakes: heads * head_dim != d_model, decoder depth != encoder
 # depth, and inputs (45 tokens) far past relative_attention_max_distance (16).
-V11 = dict(vocab_size=96, d_model=32, d_kv=12, num_heads=3, d_ff=40, num_layers=2,
-           num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-           relative_attention_num_buckets=8, relative_attention_max_distance=16)
-V10 = dict(vocab_size=80, d_model=48, d_kv=8, num_heads=4, d_ff=56, num_layers=3,
-           num_decoder_layers=2, feed_forward_proj="relu", tie_word_embeddings=True,
-           relative_attention_num_buckets=12, relative_attention_max_distance=20)
+V11 = dict(
+  vocab_size=96,
+  d_model=32,
+  d_kv=12,
+  num_heads=3,
+  d_ff=40,
+  num_layers=2,
+  num_decoder_layers=3,
+  feed_forward_proj="gated-gelu",
+  tie_word_embeddings=False,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
+V10 = dict(
+  vocab_size=80,
+  d_model=48,
+  d_kv=8,
+  num_heads=4,
+  d_ff=56,
+  num_layers=3,
+  num_decoder_layers=2,
+  feed_forward_proj="relu",
+  tie_word_embeddings=True,
+  relative_attention_num_buckets=12,
+  relative_attention_max_distance=20,
+)
 
 
 def make_hf_model(directory, dims, *, separate_head=True, seed=0, dtype=torch.float32):
@@ -36,7 +57,8 @@ def make_hf_model(directory, dims, *, separate_head=True, seed=0, dtype=torch.fl
   init; real v1.1 checkpoints (and T0) have their own `lm_head`, so give it one."""
   torch.manual_seed(seed)
   model = transformers.T5ForConditionalGeneration(
-      transformers.T5Config(dropout_rate=0.0, **dims)).eval()
+    transformers.T5Config(dropout_rate=0.0, **dims)
+  ).eval()
   if separate_head and dims.get("tie_word_embeddings") is False:
     model.lm_head.weight = torch.nn.Parameter(torch.randn(dims["vocab_size"], dims["d_model"]))
   model.to(dtype).save_pretrained(directory, safe_serialization=True)
@@ -55,9 +77,15 @@ def batch(vocab_size, seed=0):
 
 def hf_logits(model, enc, dec_in):
   with torch.no_grad():
-    return model(input_ids=torch.tensor(enc, dtype=torch.long),
-                 attention_mask=torch.tensor(enc > 0, dtype=torch.long),
-                 decoder_input_ids=torch.tensor(dec_in, dtype=torch.long)).logits.float().numpy()
+    return (
+      model(
+        input_ids=torch.tensor(enc, dtype=torch.long),
+        attention_mask=torch.tensor(enc > 0, dtype=torch.long),
+        decoder_input_ids=torch.tensor(dec_in, dtype=torch.long),
+      )
+      .logits.float()
+      .numpy()
+    )
 
 
 def random_params(cfg, seed=1):
@@ -77,8 +105,11 @@ def t0jax_logits(cfg, params, enc, dec_in, targets):
   return np.asarray(_forward(Transformer(cfg), params, enc, dec_in, targets))
 
 
-@pytest.mark.parametrize("dims,separate_head", [(V11, True), (V11, False), (V10, False)],
-                         ids=["v1.1", "v1.1-head-tied-unscaled", "v1.0"])
+@pytest.mark.parametrize(
+  "dims,separate_head",
+  [(V11, True), (V11, False), (V10, False)],
+  ids=["v1.1", "v1.1-head-tied-unscaled", "v1.0"],
+)
 def test_imported_logits_equal_transformers_logits(tmp_path, dims, separate_head):
   model = make_hf_model(tmp_path, dims, separate_head=separate_head)
   cfg, params = load_hf_checkpoint(tmp_path)
@@ -107,8 +138,12 @@ def test_scanned_import_equals_unscanned(tmp_path):
   assert scan_cfg.scan_layers and "layers" in scanned["encoder"]
   jax.tree.map(np.testing.assert_array_equal, scanned, scan_params(params, cfg))
   enc, dec_in, targets = batch(96)
-  np.testing.assert_allclose(t0jax_logits(scan_cfg, scanned, enc, dec_in, targets),
-                             t0jax_logits(cfg, params, enc, dec_in, targets), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(
+    t0jax_logits(scan_cfg, scanned, enc, dec_in, targets),
+    t0jax_logits(cfg, params, enc, dec_in, targets),
+    atol=1e-5,
+    rtol=0,
+  )
 
 
 def test_bfloat16_tensors_on_disk_are_upcast_exactly(tmp_path):
@@ -120,16 +155,21 @@ def test_bfloat16_tensors_on_disk_are_upcast_exactly(tmp_path):
   np.testing.assert_array_equal(kernel, q.T.reshape(32, 3, 12))
 
 
-@pytest.mark.parametrize("dims,scan", [(V11, False), (V10, False), (V11, True)],
-                         ids=["v1.1", "v1.0", "v1.1-scanned"])
+@pytest.mark.parametrize(
+  "dims,scan", [(V11, False), (V10, False), (V11, True)], ids=["v1.1", "v1.0", "v1.1-scanned"]
+)
 def test_exported_checkpoint_loads_in_transformers_with_equal_outputs(tmp_path, dims, scan):
   cfg = hf.config_from_hf(dict(dims, model_type="t5")).replace(dropout_rate=0.0, scan_layers=scan)
   params = random_params(cfg)
   out = save_hf_checkpoint(params, cfg, tmp_path / "export")
   model = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
   enc, dec_in, targets = batch(cfg.vocab_size, seed=3)
-  np.testing.assert_allclose(hf_logits(model, enc, dec_in),
-                             t0jax_logits(cfg, params, enc, dec_in, targets), atol=1e-4, rtol=0)
+  np.testing.assert_allclose(
+    hf_logits(model, enc, dec_in),
+    t0jax_logits(cfg, params, enc, dec_in, targets),
+    atol=1e-4,
+    rtol=0,
+  )
 
 
 def test_sharded_export_reloads_identically_in_t0jax_and_transformers(tmp_path):
@@ -145,21 +185,30 @@ def test_sharded_export_reloads_identically_in_t0jax_and_transformers(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, params2, params)
   model = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
   enc, dec_in, targets = batch(96)
-  np.testing.assert_allclose(hf_logits(model, enc, dec_in),
-                             t0jax_logits(cfg, params, enc, dec_in, targets), atol=1e-4, rtol=0)
+  np.testing.assert_allclose(
+    hf_logits(model, enc, dec_in),
+    t0jax_logits(cfg, params, enc, dec_in, targets),
+    atol=1e-4,
+    rtol=0,
+  )
 
 
 def test_bfloat16_export_and_vocabulary_copy(tmp_path):
   make_hf_model(tmp_path / "src", V10)
   cfg, params = load_hf_checkpoint(tmp_path / "src")
   (tmp_path / "spiece.model").write_bytes(b"sentencepiece bytes")
-  out = save_hf_checkpoint(params, cfg, tmp_path / "bf16", dtype="bfloat16",
-                           vocab_path=tmp_path / "spiece.model")
+  out = save_hf_checkpoint(
+    params, cfg, tmp_path / "bf16", dtype="bfloat16", vocab_path=tmp_path / "spiece.model"
+  )
   assert (out / "spiece.model").read_bytes() == b"sentencepiece bytes"
   assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
   _, reloaded = load_hf_checkpoint(out)
-  np.testing.assert_allclose(reloaded["token_embedder"]["embedding"],
-                             params["token_embedder"]["embedding"], rtol=1e-2, atol=1e-2)
+  np.testing.assert_allclose(
+    reloaded["token_embedder"]["embedding"],
+    params["token_embedder"]["embedding"],
+    rtol=1e-2,
+    atol=1e-2,
+  )
 
 
 def test_export_refuses_a_non_empty_directory_and_leaves_no_partial_files(tmp_path, monkeypatch):
@@ -170,6 +219,7 @@ def test_export_refuses_a_non_empty_directory_and_leaves_no_partial_files(tmp_pa
 
   def crash(*args, **kwargs):
     raise OSError("disk full")
+
   monkeypatch.setattr(hf, "save_file", crash)
   with pytest.raises(OSError, match="disk full"):
     save_hf_checkpoint(params, cfg, tmp_path / "new")
@@ -193,8 +243,11 @@ def test_export_rejects_params_that_do_not_match_the_config(tmp_path):
   cfg, params = load_hf_checkpoint(tmp_path / "src")
   with pytest.raises(CheckpointError, match=r"T5Config does not describe.*logits_dense/kernel"):
     save_hf_checkpoint(params, cfg.replace(tie_word_embeddings=True), tmp_path / "a")
-  with pytest.raises(CheckpointError, match=r"encoder/layers_0/mlp/wi_0/kernel has shape \[32, 40\], "
-                     r"expected \[32, 64\]"):
+  with pytest.raises(
+    CheckpointError,
+    match=r"encoder/layers_0/mlp/wi_0/kernel has shape \[32, 40\], "
+    r"expected \[32, 64\]",
+  ):
     save_hf_checkpoint(params, cfg.replace(d_ff=64), tmp_path / "b")
 
 
@@ -226,12 +279,18 @@ def _edit_config(directory, **changes):
   path.write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("changes,pattern", [
-    (dict(architectures=["UMT5ForConditionalGeneration"], model_type="umt5"), "umt5.*not supported"),
+@pytest.mark.parametrize(
+  "changes,pattern",
+  [
+    (
+      dict(architectures=["UMT5ForConditionalGeneration"], model_type="umt5"),
+      "umt5.*not supported",
+    ),
     (dict(architectures=["T5EncoderModel"]), "T5EncoderModel.*not supported"),
     (dict(architectures=["LongT5ForConditionalGeneration"], model_type="longt5"), "LongT5"),
     (dict(feed_forward_proj="gated-silu"), "feed_forward_proj 'gated-silu' is unsupported"),
-])
+  ],
+)
 def test_unsupported_models_are_refused_by_name(tmp_path, changes, pattern):
   make_hf_model(tmp_path, V11)
   _edit_config(tmp_path, **changes)

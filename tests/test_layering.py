@@ -1,5 +1,6 @@
 """The folders follow the data flow (docs/DESIGN.md): no module imports from a stage further
 down, and no two modules import each other at import time."""
+
 import ast
 import collections
 from pathlib import Path
@@ -8,14 +9,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # package -> the t0jax packages it may import (its own always). `cli` is the top: anything.
 ALLOWED = {
-    "prompts": set(),
-    "data": {"prompts"},
-    "catalog": {"prompts", "data"},
-    "model": {"data"},  # the vocabulary's PAD/EOS ids only (checked below)
-    "parallel": {"model"},
-    "checkpoints": {"data", "model", "parallel"},
-    "evaluate": {"prompts", "data", "catalog", "model", "parallel", "checkpoints"},
-    "train": {"data", "catalog", "model", "parallel", "checkpoints", "evaluate"},
+  "prompts": set(),
+  "data": {"prompts"},
+  "catalog": {"prompts", "data"},
+  "model": {"data"},  # the vocabulary's PAD/EOS ids only (checked below)
+  "parallel": {"model"},
+  "checkpoints": {"data", "model", "parallel"},
+  "evaluate": {"prompts", "data", "catalog", "model", "parallel", "checkpoints"},
+  "train": {"data", "catalog", "model", "parallel", "checkpoints", "evaluate"},
 }
 # `python -m t0jax.train` is a command front, like everything in cli/.
 FRONTS = {"t0jax/train/__main__.py", "t0jax/__main__.py"}
@@ -25,7 +26,7 @@ def _modules():
   for path in sorted((ROOT / "t0jax").rglob("*.py")) + sorted((ROOT / "tasks").rglob("*.py")):
     rel = path.relative_to(ROOT).as_posix()
     if rel.startswith("tasks/"):
-      package, name = "catalog", "t0jax.catalog." + rel[len("tasks/"):-3].replace("/", ".")
+      package, name = "catalog", "t0jax.catalog." + rel[len("tasks/") : -3].replace("/", ".")
     else:
       package = Path(rel).parts[1].removesuffix(".py")
       name = rel[:-3].replace("/", ".")
@@ -84,7 +85,7 @@ def test_no_import_cycle_between_modules_at_import_time():
     state[node] = "open"
     for nxt in sorted(graph[node]):
       if state.get(nxt) == "open":
-        cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+        cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]))
       elif nxt not in state:
         visit(nxt, path + [nxt])
     state[node] = "done"

@@ -6,6 +6,7 @@ or a wrong file is a one-line error naming it.
 The P3 trees are written here, P3's way: the demo tasks' own processed examples (token ids of the
 demo vocabulary) as parquet files (pyarrow) and as SeqIO caches (TFRecords of tf.train.Example,
 info/stats JSON), `_score_eval` twins as one row per answer choice."""
+
 import json
 import os
 
@@ -29,9 +30,17 @@ from t0jax.train import trainer
 TRAIN_TASKS = ["demo_reviews_tone", "demo_news_topic_label"]
 TWIN = "demo_story_complete_the_sentence_score_eval"
 MIXTURE = "test_p3_data_mixture"
-CFG = T5Config(vocab_size=896, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
-               num_decoder_layers=1, relative_attention_num_buckets=8,
-               relative_attention_max_distance=16)
+CFG = T5Config(
+  vocab_size=896,
+  d_model=32,
+  num_heads=2,
+  head_dim=8,
+  d_ff=48,
+  num_layers=1,
+  num_decoder_layers=1,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 N_TRAIN, N_EVAL = 40, 12
 
 
@@ -46,9 +55,15 @@ def _text(v):
 
 
 def p3_train_rows(rows):
-  return [{"inputs": [int(t) for t in r["inputs"]], "targets": [int(t) for t in r["targets"]],
-           "inputs_pretokenized": _text(r["inputs_pretokenized"]),
-           "targets_pretokenized": _text(r["targets_pretokenized"])} for r in rows]
+  return [
+    {
+      "inputs": [int(t) for t in r["inputs"]],
+      "targets": [int(t) for t in r["targets"]],
+      "inputs_pretokenized": _text(r["inputs_pretokenized"]),
+      "targets_pretokenized": _text(r["targets_pretokenized"]),
+    }
+    for r in rows
+  ]
 
 
 def p3_score_eval_rows(rows):
@@ -57,18 +72,31 @@ def p3_score_eval_rows(rows):
   for r in rows:
     texts = [_text(t) for t in r["choices_pretokenized"]]
     for j, choice in enumerate(r["choices"]):
-      out.append({"inputs": [int(t) for t in r["inputs"]], "targets": [int(t) for t in choice],
-                  "inputs_pretokenized": _text(r["inputs_pretokenized"]),
-                  "targets_pretokenized": texts[j], "answer_choices": texts,
-                  "idx": [int(r["idx"]), j], "is_correct": j == int(r["answer_idx"]),
-                  "weight": 1.0})
+      out.append(
+        {
+          "inputs": [int(t) for t in r["inputs"]],
+          "targets": [int(t) for t in choice],
+          "inputs_pretokenized": _text(r["inputs_pretokenized"]),
+          "targets_pretokenized": texts[j],
+          "answer_choices": texts,
+          "idx": [int(r["idx"]), j],
+          "is_correct": j == int(r["answer_idx"]),
+          "weight": 1.0,
+        }
+      )
   return out
 
 
-P3_TYPES = {"inputs": pa.list_(pa.int32()), "targets": pa.list_(pa.int32()),
-            "inputs_pretokenized": pa.string(), "targets_pretokenized": pa.string(),
-            "answer_choices": pa.list_(pa.string()), "idx": pa.list_(pa.int32()),
-            "is_correct": pa.bool_(), "weight": pa.float32()}
+P3_TYPES = {
+  "inputs": pa.list_(pa.int32()),
+  "targets": pa.list_(pa.int32()),
+  "inputs_pretokenized": pa.string(),
+  "targets_pretokenized": pa.string(),
+  "answer_choices": pa.list_(pa.string()),
+  "idx": pa.list_(pa.int32()),
+  "is_correct": pa.bool_(),
+  "weight": pa.float32(),
+}
 
 
 def write_parquet(root, task, split, rows):
@@ -87,14 +115,27 @@ def write_tfrecord(root, task, split, rows):
   with tf.io.TFRecordWriter(os.path.join(folder, f"{split}.tfrecord-00000-of-00001")) as w:
     for r in rows:
       # int64, as TF Examples store ints and bools (today's protobuf refuses Python bools).
-      ex = {k: np.asarray(v, np.int64) if k in ("inputs", "targets", "idx", "is_correct")
-            and not isinstance(v, str) else v for k, v in r.items()}
+      ex = {
+        k: np.asarray(v, np.int64)
+        if k in ("inputs", "targets", "idx", "is_correct") and not isinstance(v, str)
+        else v
+        for k, v in r.items()
+      }
       w.write(seqio.utils.dict_to_tfexample(ex).SerializeToString())
-  dtypes = {"inputs": "int32", "targets": "int32", "idx": "int32", "is_correct": "bool",
-            "weight": "float32"}
-  features = {k: {"shape": [None] if isinstance(v, list) else [],
-                  "dtype": "string" if isinstance(v, str) else dtypes.get(k, "string")}
-              for k, v in rows[0].items()}
+  dtypes = {
+    "inputs": "int32",
+    "targets": "int32",
+    "idx": "int32",
+    "is_correct": "bool",
+    "weight": "float32",
+  }
+  features = {
+    k: {
+      "shape": [None] if isinstance(v, list) else [],
+      "dtype": "string" if isinstance(v, str) else dtypes.get(k, "string"),
+    }
+    for k, v in rows[0].items()
+  }
   with open(os.path.join(folder, f"info.{split}.json"), "w") as f:
     json.dump({"num_shards": 1, "features": features, "seqio_version": "0.0.6"}, f)
   with open(os.path.join(folder, f"stats.{split}.json"), "w") as f:
@@ -122,8 +163,10 @@ def trees(tmp_path_factory):
 @pytest.fixture
 def use_p3():
   """Set the P3 dir for one test; the catalogue's own tasks come back afterwards."""
+
   def set_dir(path):
     settings.set_p3_dir(path)
+
   yield set_dir
   settings.set_p3_dir(None)
   catalog.get_task_or_mixture(TWIN)  # looking up without a P3 dir restores the catalogue
@@ -131,8 +174,7 @@ def use_p3():
 
 
 def read(task, split, **kw):
-  ds = task.get_dataset(sequence_length=kw.pop("lengths", None), split=split, shuffle=False,
-                        **kw)
+  ds = task.get_dataset(sequence_length=kw.pop("lengths", None), split=split, shuffle=False, **kw)
   return list(ds.as_numpy_iterator())
 
 
@@ -152,12 +194,14 @@ def test_a_p3_task_reads_the_rows_p3_holds_without_rendering(trees, use_p3, layo
 def test_p3_rows_cut_to_the_feature_lengths_keep_their_eos(trees, use_p3):
   roots, rows = trees
   use_p3(roots["parquet"])
-  got = read(catalog.get_task_or_mixture("demo_reviews_tone"), "train",
-             lengths={"inputs": 5, "targets": 2})
+  got = read(
+    catalog.get_task_or_mixture("demo_reviews_tone"), "train", lengths={"inputs": 5, "targets": 2}
+  )
   for g, r in zip(got, rows["demo_reviews_tone"]):
     assert list(g["inputs"]) == r["inputs"][:5]
-    assert list(g["targets"]) == (r["targets"] if len(r["targets"]) <= 2
-                                  else r["targets"][:1] + [1])
+    assert list(g["targets"]) == (
+      r["targets"] if len(r["targets"]) <= 2 else r["targets"][:1] + [1]
+    )
 
 
 def test_parquet_shards_cover_every_row_once_whatever_the_row_groups(trees, use_p3):
@@ -186,18 +230,30 @@ def _no_rendering(*args, **kwargs):
 
 
 @pytest.mark.parametrize("layout", ["parquet", "tfrecord"])
-def test_a_mixture_trains_on_p3_with_no_prompt_rendered(trees, use_p3, layout, tmp_path,
-                                                       monkeypatch):
+def test_a_mixture_trains_on_p3_with_no_prompt_rendered(
+  trees, use_p3, layout, tmp_path, monkeypatch
+):
   roots, _ = trees
   use_p3(roots[layout])
   monkeypatch.setattr(source, "render_examples", _no_rendering)
   gin.clear_config()
-  result = trainer.train(model_dir=str(tmp_path / "run"), mixture_or_task_name=MIXTURE,
-                         task_feature_lengths={"inputs": 64, "targets": 8}, batch_size=8,
-                         train_steps=3, model_config=CFG, num_virtual_shards=2,
-                         checkpoint_period=3, log_period=1, keep_checkpoints=None,
-                         progress_bar=False, tensorboard=False, truncation_check_examples=5,
-                         async_checkpointing=False, data_process=False)
+  result = trainer.train(
+    model_dir=str(tmp_path / "run"),
+    mixture_or_task_name=MIXTURE,
+    task_feature_lengths={"inputs": 64, "targets": 8},
+    batch_size=8,
+    train_steps=3,
+    model_config=CFG,
+    num_virtual_shards=2,
+    checkpoint_period=3,
+    log_period=1,
+    keep_checkpoints=None,
+    progress_bar=False,
+    tensorboard=False,
+    truncation_check_examples=5,
+    async_checkpointing=False,
+    data_process=False,
+  )
   assert sorted(result["losses"]) == [1, 2, 3]
   assert all(np.isfinite(v) for v in result["losses"].values())
 
@@ -206,13 +262,15 @@ def test_a_mixture_trains_on_p3_with_no_prompt_rendered(trees, use_p3, layout, t
 def model():
   rng = np.random.default_rng(0)
   shapes = jax.eval_shape(lambda: init_params(CFG, jax.random.key(0)))
-  return Transformer(CFG), jax.tree.map(lambda s: rng.normal(0, 0.4, s.shape).astype(np.float32),
-                                        shapes)
+  return Transformer(CFG), jax.tree.map(
+    lambda s: rng.normal(0, 0.4, s.shape).astype(np.float32), shapes
+  )
 
 
 @pytest.mark.parametrize("layout", ["parquet", "tfrecord"])
-def test_p3_score_eval_rows_evaluate_equal_to_the_live_score_eval_task(trees, use_p3, model,
-                                                                       layout):
+def test_p3_score_eval_rows_evaluate_equal_to_the_live_score_eval_task(
+  trees, use_p3, model, layout
+):
   roots, _ = trees
   net, params = model
   kw = dict(batch_size=4, per_example=True, max_examples=N_EVAL)
@@ -220,8 +278,10 @@ def test_p3_score_eval_rows_evaluate_equal_to_the_live_score_eval_task(trees, us
   live = evaluate(net, params, CFG, TWIN, **kw)
   use_p3(roots[layout])
   from_p3 = evaluate(net, params, CFG, TWIN, **kw)
-  assert isinstance(seqio.TaskRegistry.get(TWIN).source, p3.P3ParquetSource
-                    if layout == "parquet" else p3.P3CacheSource)
+  assert isinstance(
+    seqio.TaskRegistry.get(TWIN).source,
+    p3.P3ParquetSource if layout == "parquet" else p3.P3CacheSource,
+  )
   a, b = live["prompts"][TWIN], from_p3["prompts"][TWIN]
   assert b["kind"] == "rank" and a["metrics"]["num_examples"] == N_EVAL
   assert b["metrics"]["accuracy"] == a["metrics"]["accuracy"]
@@ -257,8 +317,12 @@ def test_a_p3_dir_that_does_not_exist_is_named(tmp_path, use_p3):
 
 
 def test_a_parquet_file_without_token_ids_is_named(tmp_path, use_p3):
-  write_parquet(str(tmp_path), "demo_reviews_tone", "train",
-                [{"inputs_pretokenized": "a", "targets_pretokenized": "b"}])
+  write_parquet(
+    str(tmp_path),
+    "demo_reviews_tone",
+    "train",
+    [{"inputs_pretokenized": "a", "targets_pretokenized": "b"}],
+  )
   use_p3(str(tmp_path))
   task = catalog.get_task_or_mixture("demo_reviews_tone")
   with pytest.raises(p3.P3FormatError, match=r"train-00000-of-00001\.parquet.*'inputs'"):
@@ -266,8 +330,9 @@ def test_a_parquet_file_without_token_ids_is_named(tmp_path, use_p3):
 
 
 def test_an_original_layout_info_file_with_text_inputs_is_named(tmp_path, use_p3):
-  write_tfrecord(str(tmp_path), "demo_reviews_tone", "train",
-                 [{"inputs": "text, not ids", "targets": [1]}])
+  write_tfrecord(
+    str(tmp_path), "demo_reviews_tone", "train", [{"inputs": "text, not ids", "targets": [1]}]
+  )
   use_p3(str(tmp_path))
   task = catalog.get_task_or_mixture("demo_reviews_tone")
   with pytest.raises(p3.P3FormatError, match=r"info\.train\.json.*'inputs'"):
@@ -276,9 +341,11 @@ def test_an_original_layout_info_file_with_text_inputs_is_named(tmp_path, use_p3
 
 def test_tasks_show_prints_p3_rows_and_names_a_missing_task_in_one_line(trees, use_p3, capsys):
   from t0jax.cli import main
+
   roots, rows = trees
-  assert main(["tasks", "show", "demo_reviews_tone", "--p3_dir", roots["parquet"],
-               "--num", "2"]) == 0
+  assert (
+    main(["tasks", "show", "demo_reviews_tone", "--p3_dir", roots["parquet"], "--num", "2"]) == 0
+  )
   out = capsys.readouterr().out
   assert rows["demo_reviews_tone"][0]["inputs_pretokenized"].strip().splitlines()[0] in out
   assert main(["tasks", "show", "demo_pairs_who", "--p3_dir", roots["parquet"]]) != 0
@@ -288,9 +355,12 @@ def test_tasks_show_prints_p3_rows_and_names_a_missing_task_in_one_line(trees, u
 
 
 def test_null_parquet_cells_read_as_empty_values(tmp_path, use_p3):
-  write_parquet(str(tmp_path), "demo_reviews_tone", "train",
-                [{"inputs": [5, 6], "targets": [7, 1], "inputs_pretokenized": None,
-                  "answer_choices": None}])
+  write_parquet(
+    str(tmp_path),
+    "demo_reviews_tone",
+    "train",
+    [{"inputs": [5, 6], "targets": [7, 1], "inputs_pretokenized": None, "answer_choices": None}],
+  )
   use_p3(str(tmp_path))
   (got,) = read(catalog.get_task_or_mixture("demo_reviews_tone"), "train")
   assert list(got["inputs"]) == [5, 6] and got["inputs_pretokenized"] == b""

@@ -3,6 +3,7 @@ and `is_correct`, as t5's `rank_classification` preprocessor, t-zero's and P3's 
 tasks make them) are recognised by the evaluator, grouped back per example and scored equal to
 the same data in t0jax's format (one row per example with `answer_choices`); a task the
 evaluator cannot score is an error naming it, never a silent generative decode."""
+
 import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -27,8 +28,13 @@ def examples():
   for i in range(8):
     choices = ANIMALS[: 2 + i % 4]
     gold = choices[i % len(choices)] if i != 5 else "snake"
-    out.append({"inputs": f"Story {i}: the pet next door barks or purrs. Which animal is it?",
-                "targets": gold, "answer_choices": choices})
+    out.append(
+      {
+        "inputs": f"Story {i}: the pet next door barks or purrs. Which animal is it?",
+        "targets": gold,
+        "answer_choices": choices,
+      }
+    )
   return out
 
 
@@ -37,8 +43,12 @@ def t5_rows(exs, *, idx=True):
   rows = []
   for i, ex in enumerate(exs):
     for j, choice in enumerate(ex["answer_choices"]):
-      row = {"inputs": ex["inputs"], "targets": choice, "is_correct": choice == ex["targets"],
-             "weight": 1.0}
+      row = {
+        "inputs": ex["inputs"],
+        "targets": choice,
+        "is_correct": choice == ex["targets"],
+        "weight": 1.0,
+      }
       if idx:
         row["idx"] = [i, j]
       rows.append(row)
@@ -59,14 +69,19 @@ def register(name, rows, *, eos_after_trim=True, feature_keys=("inputs", "target
     del split, shuffle_files, seed
     return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=signature)
 
-  features = {k: seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=k == "targets")
-              for k in feature_keys}
+  features = {
+    k: seqio.Feature(catalog.DEMO_VOCABULARY, add_eos=k == "targets") for k in feature_keys
+  }
   steps = [seqio.preprocessors.tokenize]
   if eos_after_trim:
     steps.append(seqio.preprocessors.append_eos_after_trim)
   seqio.TaskRegistry.remove(name)
-  return seqio.TaskRegistry.add(name, seqio.FunctionDataSource(dataset_fn, splits=["validation"]),
-                                output_features=features, preprocessors=steps)
+  return seqio.TaskRegistry.add(
+    name,
+    seqio.FunctionDataSource(dataset_fn, splits=["validation"]),
+    output_features=features,
+    preprocessors=steps,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +102,10 @@ def test_t5_style_rows_are_grouped_into_one_example_per_idx(tasks):
   assert data.kind == "rank" and data.from_rows and len(data) == len(exs)
   assert [k[0] for k in data.keys] == list(range(len(exs)))
   assert data.choice_texts == [ex["answer_choices"] for ex in exs]
-  assert data.answer_idx == [ex["answer_choices"].index(ex["targets"])
-                             if ex["targets"] in ex["answer_choices"] else -1 for ex in exs]
+  assert data.answer_idx == [
+    ex["answer_choices"].index(ex["targets"]) if ex["targets"] in ex["answer_choices"] else -1
+    for ex in exs
+  ]
 
 
 def test_a_t5_style_rank_task_evaluates_equal_to_the_same_data_in_t0jax_format(tasks, model):
@@ -140,8 +157,9 @@ def test_a_task_with_neither_choices_nor_targets_is_an_error_naming_it(model):
   register(name, [{"inputs": "just a question"}], eos_after_trim=False, feature_keys=("inputs",))
   net, params = model
   try:
-    with pytest.raises(EvalDataError, match=f"task {name}: its examples have neither answer "
-                                            "choices nor `targets`"):
+    with pytest.raises(
+      EvalDataError, match=f"task {name}: its examples have neither answer choices nor `targets`"
+    ):
       evaluate(net, params, CFG, name, batch_size=2)
   finally:
     seqio.TaskRegistry.remove(name)
@@ -149,8 +167,9 @@ def test_a_task_with_neither_choices_nor_targets_is_an_error_naming_it(model):
 
 def test_task_kinds_follow_the_features():
   spec = lambda **kw: {k: tf.TensorSpec(s, tf.int32) for k, s in kw.items()}  # noqa: E731
-  assert eval_data.task_kind("t", spec(inputs=[None], targets=[None], idx=[2],
-                                       is_correct=[])) == "rows"
+  assert (
+    eval_data.task_kind("t", spec(inputs=[None], targets=[None], idx=[2], is_correct=[])) == "rows"
+  )
   assert eval_data.task_kind("t", spec(inputs=[None], choices=[None, None])) == "rank"
   assert eval_data.task_kind("t", spec(inputs=[None], targets=[None])) == "generate"
   with pytest.raises(EvalDataError, match="task t: its examples have no 'inputs'"):

@@ -1,5 +1,6 @@
 """Sharded runs equal single-device runs; parameters and activations really are laid out as the
 rules say. Runs on the 8 fake CPU devices set up in conftest.py."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,12 +11,20 @@ from jax.sharding import PartitionSpec as P
 from t0jax.model.losses import cross_entropy_with_z_loss, loss_normalizer, shift_right
 from t0jax.model import T5Config, Transformer, init_params, logical_axes
 from t0jax.parallel import hosts
-from t0jax.parallel.partitioning import FSDP_RULES, STANDARD_RULES, Partitioner, create_mesh
+from t0jax.parallel.partitioning import STANDARD_RULES, Partitioner, create_mesh
 
 # Every sharded dimension divisible by up to 8 devices.
-CFG = T5Config(vocab_size=128, d_model=32, num_heads=8, head_dim=4, d_ff=64, num_layers=2,
-               num_decoder_layers=2, relative_attention_num_buckets=8,
-               relative_attention_max_distance=16)
+CFG = T5Config(
+  vocab_size=128,
+  d_model=32,
+  num_heads=8,
+  head_dim=4,
+  d_ff=64,
+  num_layers=2,
+  num_decoder_layers=2,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
 
@@ -26,13 +35,20 @@ def _batch():
   tgt[3, 4:] = 0
   enc = rng.integers(2, 128, (8, 10)).astype(np.int32)
   enc[5, 7:] = 0
-  return {"encoder_input_tokens": enc, "decoder_target_tokens": tgt,
-          "decoder_input_tokens": np.asarray(shift_right(tgt))}
+  return {
+    "encoder_input_tokens": enc,
+    "decoder_target_tokens": tgt,
+    "decoder_input_tokens": np.asarray(shift_right(tgt)),
+  }
 
 
 def _loss_fn(params, batch):
-  logits = Transformer(CFG).apply({"params": params}, batch["encoder_input_tokens"],
-                                  batch["decoder_input_tokens"], batch["decoder_target_tokens"])
+  logits = Transformer(CFG).apply(
+    {"params": params},
+    batch["encoder_input_tokens"],
+    batch["decoder_input_tokens"],
+    batch["decoder_target_tokens"],
+  )
   weights = batch["decoder_target_tokens"] > 0
   loss, _ = cross_entropy_with_z_loss(logits, batch["decoder_target_tokens"], weights, 1e-4)
   return loss.sum() / loss_normalizer(weights)
@@ -70,8 +86,9 @@ def test_parameters_are_laid_out_as_the_standard_rules_say():
   part = Partitioner(num_partitions=4)
   params = part.init_params(CFG, jax.random.key(0))
   np.testing.assert_array_equal(  # sharded init draws the same numbers as a plain init
-      params["encoder"]["encoder_norm"]["scale"],
-      init_params(CFG, jax.random.key(0))["encoder"]["encoder_norm"]["scale"])
+    params["encoder"]["encoder_norm"]["scale"],
+    init_params(CFG, jax.random.key(0))["encoder"]["encoder_norm"]["scale"],
+  )
   layer = params["encoder"]["layers_0"]
   assert params["token_embedder"]["embedding"].sharding.spec == P("model", None)
   assert layer["attention"]["query"]["kernel"].sharding.spec == P(None, "model", None)

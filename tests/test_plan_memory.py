@@ -1,6 +1,7 @@
 """The capacity planner's numbers: topologies as Cloud TPU and GPU users name them, memory of a
 small config computed by hand, and memory the tiny model really takes on CPU (XLA's buffer
 sizes of the compiled train step; JAX's saved residuals per remat policy)."""
+
 import contextlib
 import io
 import re
@@ -15,57 +16,82 @@ from t0jax.train import flops, optim
 from t0jax.model import T5Config, Transformer, get_config, init_params, logical_axes
 from t0jax.model.losses import cross_entropy_with_z_loss
 from t0jax.parallel.partitioning import Partitioner
-from t0jax.train.planning import (GiB, PlanError, RunSettings, activation_bytes, parse_topology, plan,
-                            state_bytes)
+from t0jax.train.planning import (
+  GiB,
+  PlanError,
+  RunSettings,
+  activation_bytes,
+  parse_topology,
+  plan,
+  state_bytes,
+)
 from t0jax.train.state import TrainState
 from t0jax.train.trainer import make_train_step
 
 
-@pytest.mark.parametrize("name, devices, hosts, hbm_gib, peak", [
-    ("v3-512", 512, 64, 16, 61.5e12),   # v3: the name counts cores; a JAX device is a core
+@pytest.mark.parametrize(
+  "name, devices, hosts, hbm_gib, peak",
+  [
+    ("v3-512", 512, 64, 16, 61.5e12),  # v3: the name counts cores; a JAX device is a core
     ("v2-32", 32, 4, 8, 22.5e12),
-    ("v4-128", 64, 16, 32, 275e12),     # v4: the name counts cores; a device is a chip (2 cores)
+    ("v4-128", 64, 16, 32, 275e12),  # v4: the name counts cores; a device is a chip (2 cores)
     ("v5p-256", 128, 32, 95, 459e12),
-    ("v5e-16", 16, 4, 16, 197e12),      # v5e/v6e: the name counts chips
+    ("v5e-16", 16, 4, 16, 197e12),  # v5e/v6e: the name counts chips
     ("v5litepod-8", 8, 1, 16, 197e12),
     ("v6e-256", 256, 64, 32, 918e12),
     ("8xA100-40GB", 8, 1, 40, 312e12),
     ("8xA100-80GB", 8, 1, 80, 312e12),
     ("16xH100", 16, 2, 80, 989e12),
-])
+  ],
+)
 def test_topology_names_give_devices_hosts_memory_and_peak(name, devices, hosts, hbm_gib, peak):
   t = parse_topology(name)
-  assert (t.num_devices, t.num_hosts, t.hbm_bytes, t.peak_flops) == (devices, hosts,
-                                                                      hbm_gib * GiB, peak)
+  assert (t.num_devices, t.num_hosts, t.hbm_bytes, t.peak_flops) == (
+    devices,
+    hosts,
+    hbm_gib * GiB,
+    peak,
+  )
 
 
 def test_h200_has_141_gb():
   assert parse_topology("8xH200").hbm_bytes == 141e9
 
 
-@pytest.mark.parametrize("name, message", [
+@pytest.mark.parametrize(
+  "name, message",
+  [
     ("v3-12", r"named by TensorCores, a multiple of 8"),
     ("v9-8", r"not a known topology; examples: v3-512"),
     ("8xA100", r"say which A100: 8xA100-40GB or 8xA100-80GB"),
     ("4xRTX9090", r"unknown GPU 'RTX9090'"),
-])
+  ],
+)
 def test_unknown_or_malformed_topologies_are_explained(name, message):
   with pytest.raises(PlanError, match=message):
     parse_topology(name)
 
 
 # d_model 16, 4 heads of 4, d_ff 32, one layer per stack, vocab 128: small enough to add by hand.
-SMALL = T5Config(vocab_size=128, d_model=16, num_heads=4, head_dim=4, d_ff=32, num_layers=1,
-                 num_decoder_layers=1, dtype="bfloat16")
+SMALL = T5Config(
+  vocab_size=128,
+  d_model=16,
+  num_heads=4,
+  head_dim=4,
+  d_ff=32,
+  num_layers=1,
+  num_decoder_layers=1,
+  dtype="bfloat16",
+)
 
 
 def test_parameter_bytes_per_device_of_a_small_config_by_hand():
   # NUM_PARTITIONS=2, standard rules: vocab, heads and mlp are split in 2; embed is whole.
-  embedding = 64 * 16                  # [vocab/2, embed]
-  relpos = 2 * 32                      # [heads/2, buckets], one table per stack
+  embedding = 64 * 16  # [vocab/2, embed]
+  relpos = 2 * 32  # [heads/2, buckets], one table per stack
   attention = 3 * 16 * 2 * 4 + 2 * 4 * 16  # q, k, v [embed, heads/2, kv] + out [heads/2, kv, embed]
-  mlp = 2 * 16 * 16 + 16 * 16          # wi_0, wi_1 [embed, mlp/2] + wo [mlp/2, embed]
-  encoder = relpos + 2 * 16 + attention + mlp + 16   # two norms, final norm
+  mlp = 2 * 16 * 16 + 16 * 16  # wi_0, wi_1 [embed, mlp/2] + wo [mlp/2, embed]
+  encoder = relpos + 2 * 16 + attention + mlp + 16  # two norms, final norm
   decoder = relpos + 3 * 16 + 2 * attention + mlp + 16 + 16 * 64  # + logits_dense [embed, vocab/2]
   s = RunSettings(SMALL, batch_size=8, input_length=8, target_length=4, num_partitions=2)
   got = state_bytes(s, {"data": 4, "model": 2})
@@ -88,20 +114,28 @@ def test_unfactored_optimizer_state_mirrors_the_parameters_plus_placeholders():
 def test_activation_bytes_of_a_small_config_by_hand_with_full_remat():
   # 2 rows, inputs 8, targets 4, NUM_PARTITIONS=2, bfloat16 (2 bytes): 16 input and 8 target
   # tokens per device; H = 2 heads x 4 = 8, F = 16.
-  got = activation_bytes(SMALL, rows=2, input_length=8, target_length=4, num_partitions=2,
-                         remat_policy="full")
-  assert got["encoder_layers"] == 16 * 16 * 2            # d per input token
-  assert got["decoder_layers"] == 16 * 8 * 2             # d per target token
+  got = activation_bytes(
+    SMALL, rows=2, input_length=8, target_length=4, num_partitions=2, remat_policy="full"
+  )
+  assert got["encoder_layers"] == 16 * 16 * 2  # d per input token
+  assert got["decoder_layers"] == 16 * 8 * 2  # d per target token
   assert got["embeddings_and_norms"] == (4 * 16 * 16 + 3 * 16 * 8) * 4
   assert got["masks_and_position_bias"] == 2 * (64 + 32 + 16) + 2 * (64 + 16) * 2
-  assert got["logits"] == 2 * 8 * 64 * 4                 # logits + gradient, vocab/2, float32
-  encoder_layer_none = (4 * 16 + 4 * 8 + 2 * 2 * 8 + 4 * 16) * 16   # per token x 16 tokens
+  assert got["logits"] == 2 * 8 * 64 * 4  # logits + gradient, vocab/2, float32
+  encoder_layer_none = (4 * 16 + 4 * 8 + 2 * 2 * 8 + 4 * 16) * 16  # per token x 16 tokens
   assert got["recomputed_layer"] == encoder_layer_none * 2
 
 
 def test_step_time_memory_total_and_fit_by_hand():
-  s = RunSettings(SMALL, batch_size=64, input_length=8, target_length=4, num_partitions=2,
-                  num_microbatches=2, train_steps=100)
+  s = RunSettings(
+    SMALL,
+    batch_size=64,
+    input_length=8,
+    target_length=4,
+    num_partitions=2,
+    num_microbatches=2,
+    train_steps=100,
+  )
   p = plan(s, parse_topology("8xL4"), mfu=0.5, margin=0.25, remat_policy="minimal")
   assert p.data_parallel == 4 and p.rows_per_device == 8
   m = p.memory
@@ -115,18 +149,20 @@ def test_step_time_memory_total_and_fit_by_hand():
 
 
 def test_a_run_that_needs_more_than_the_usable_memory_does_not_fit():
-  s = RunSettings(SMALL, batch_size=2 ** 16, input_length=1024, target_length=256)
+  s = RunSettings(SMALL, batch_size=2**16, input_length=1024, target_length=256)
   p = plan(s, parse_topology("8xA100-40GB"), remat_policy="minimal")
   assert not p.fits and p.memory["total"] > p.usable_bytes
 
 
-@pytest.mark.parametrize("settings, message", [
+@pytest.mark.parametrize(
+  "settings, message",
+  [
     (dict(num_partitions=3), r"NUM_PARTITIONS=3 must divide the 8 devices of 8xL4"),
     (dict(batch_size=12), r"BATCH_SIZE=12 must be divisible by data-parallel size 8"),
-])
+  ],
+)
 def test_layouts_the_trainer_would_refuse_are_refused(settings, message):
-  s = RunSettings(**{**dict(cfg=SMALL, batch_size=16, input_length=8, target_length=4),
-                     **settings})
+  s = RunSettings(**{**dict(cfg=SMALL, batch_size=16, input_length=8, target_length=4), **settings})
   with pytest.raises(PlanError, match=message):
     plan(s, parse_topology("8xL4"))
 
@@ -135,8 +171,13 @@ def test_layouts_the_trainer_would_refuse_are_refused(settings, message):
 
 TINY = get_config("tiny", vocab_size=896)
 FEATURES_IN = ("encoder_input_tokens", "encoder_segment_ids", "encoder_positions")
-FEATURES_OUT = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
-                "decoder_segment_ids", "decoder_positions")
+FEATURES_OUT = (
+  "decoder_input_tokens",
+  "decoder_target_tokens",
+  "decoder_loss_weights",
+  "decoder_segment_ids",
+  "decoder_positions",
+)
 
 
 def _compiled_train_step(cfg, part, rows, li, lt):
@@ -150,9 +191,16 @@ def _compiled_train_step(cfg, part, rows, li, lt):
   batch.update({k: jax.ShapeDtypeStruct((rows, lt), jnp.int32) for k in FEATURES_OUT})
   step = make_train_step(cfg, tx, optim.constant_schedule(), 1, 1e-4, "NUM_REAL_TARGET_TOKENS", 0)
   with part.activate():
-    return jax.jit(step, in_shardings=(state_sh, part.batch_sharding),
-                   out_shardings=(state_sh, part.replicated),
-                   donate_argnums=0).lower(state, batch).compile()
+    return (
+      jax.jit(
+        step,
+        in_shardings=(state_sh, part.batch_sharding),
+        out_shardings=(state_sh, part.replicated),
+        donate_argnums=0,
+      )
+      .lower(state, batch)
+      .compile()
+    )
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
@@ -173,8 +221,9 @@ def _saved_residual_bytes(cfg, rows, li, lt):
   enc, dec = jnp.ones((rows, li), jnp.int32), jnp.ones((rows, lt), jnp.int32)
 
   def loss(p):
-    logits = Transformer(cfg).apply({"params": p}, enc, dec, dec, jnp.ones_like(enc),
-                                    jnp.ones_like(dec))
+    logits = Transformer(cfg).apply(
+      {"params": p}, enc, dec, dec, jnp.ones_like(enc), jnp.ones_like(dec)
+    )
     return cross_entropy_with_z_loss(logits, dec, jnp.ones(dec.shape, jnp.float32))[0].sum()
 
   out = io.StringIO()
@@ -201,8 +250,10 @@ def test_activations_match_what_jax_saves_for_the_backward_pass(remat, dtype):
 
 
 def test_more_remat_keeps_less_and_none_is_bounded_by_xla_and_jax():
-  by_policy = {r: sum(activation_bytes(TINY, 8, 128, 32, remat_policy=r).values())
-               for r in ("none", "dots", "minimal", "full")}
+  by_policy = {
+    r: sum(activation_bytes(TINY, 8, 128, 32, remat_policy=r).values())
+    for r in ("none", "dots", "minimal", "full")
+  }
   assert by_policy["none"] > by_policy["dots"] > by_policy["minimal"] > by_policy["full"]
   # Without remat: JAX's residual list (elementwise chains unfused) is an upper bound; XLA's
   # buffers for the whole compiled step (gradients and temporaries included) are close.

@@ -2,6 +2,7 @@
 
 A tiny sentencepiece model and a random-weight HF T5 are built in a temp dir; nothing downloads.
 """
+
 import io
 import json
 import os
@@ -23,11 +24,21 @@ from t0jax.data.vocab import Vocabulary
 transformers.logging.set_verbosity_error()
 
 _WORDS = dict(
-    who=["the cat", "a dog", "my neighbour", "the old sailor", "every student", "our teacher",
-         "the small bird", "a farmer", "Maria", "The captain"],
-    does=["reads", "paints", "finds", "carries", "watches", "builds", "forgets", "answers"],
-    what=["a red book", "the river", "two apples", "the blue door", "a quiet song", "some bread"],
-    when=["on monday", "at night", "after lunch", "in spring"],
+  who=[
+    "the cat",
+    "a dog",
+    "my neighbour",
+    "the old sailor",
+    "every student",
+    "our teacher",
+    "the small bird",
+    "a farmer",
+    "Maria",
+    "The captain",
+  ],
+  does=["reads", "paints", "finds", "carries", "watches", "builds", "forgets", "answers"],
+  what=["a red book", "the river", "two apples", "the blue door", "a quiet song", "some bread"],
+  when=["on monday", "at night", "after lunch", "in spring"],
 )
 QUESTION = "the cat reads a red book on monday. Is it true that the cat reads? yes or no"
 
@@ -35,26 +46,48 @@ QUESTION = "the cat reads a red book on monday. Is it true that the cat reads? y
 def _sentences(n=400, seed=0):
   rng = np.random.default_rng(seed)
   pick = lambda key: _WORDS[key][rng.integers(len(_WORDS[key]))]
-  return [f"{pick('who')} {pick('does')} {pick('what')} {pick('when')}. Is it true? "
-          f"{['yes', 'no', 'maybe'][rng.integers(3)]}" for _ in range(n)]
+  return [
+    f"{pick('who')} {pick('does')} {pick('what')} {pick('when')}. Is it true? "
+    f"{['yes', 'no', 'maybe'][rng.integers(3)]}"
+    for _ in range(n)
+  ]
 
 
 def _train_vocab(path):
   model = io.BytesIO()
   # T5's conventions: pad 0, EOS 1, unk 2, no BOS.
-  spm.SentencePieceTrainer.train(sentence_iterator=iter(_sentences()), model_writer=model,
-                                 vocab_size=120, hard_vocab_limit=False, model_type="unigram",
-                                 pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+  spm.SentencePieceTrainer.train(
+    sentence_iterator=iter(_sentences()),
+    model_writer=model,
+    vocab_size=120,
+    hard_vocab_limit=False,
+    model_type="unigram",
+    pad_id=0,
+    eos_id=1,
+    unk_id=2,
+    bos_id=-1,
+    minloglevel=2,
+  )
   path.write_bytes(model.getvalue())
 
 
 def _save_model(directory, vocab_size):
   torch.manual_seed(0)
   config = transformers.T5Config(
-      vocab_size=vocab_size, d_model=32, d_kv=8, num_heads=4, d_ff=48, num_layers=2,
-      num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-      relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
-      decoder_start_token_id=0)
+    vocab_size=vocab_size,
+    d_model=32,
+    d_kv=8,
+    num_heads=4,
+    d_ff=48,
+    num_layers=2,
+    num_decoder_layers=2,
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    dropout_rate=0.0,
+    decoder_start_token_id=0,
+  )
   model = transformers.T5ForConditionalGeneration(config).eval()
   model.lm_head.weight = torch.nn.Parameter(torch.randn(vocab_size, 32))  # v1.1: its own head
   model.save_pretrained(directory, safe_serialization=True)
@@ -90,8 +123,16 @@ def tzero_scores(model, vocab, text, choices):
 
 def test_json_scores_equal_transformers_summed_log_probs(ckpt, capsys):
   directory, model, vocab = ckpt
-  rc, out, _ = run(capsys, "--checkpoint", directory, "--input", QUESTION,
-                   "--choices", "yes ||| no ||| maybe not", "--json")
+  rc, out, _ = run(
+    capsys,
+    "--checkpoint",
+    directory,
+    "--input",
+    QUESTION,
+    "--choices",
+    "yes ||| no ||| maybe not",
+    "--json",
+  )
   assert rc == 0
   line = json.loads(out)
   assert line["input"] == QUESTION and line["choices"] == ["yes", "no", "maybe not"]
@@ -103,8 +144,9 @@ def test_json_scores_equal_transformers_summed_log_probs(ckpt, capsys):
 def test_ranked_output_lists_choices_best_first_with_scores(ckpt, capsys):
   directory, model, vocab = ckpt
   choices = ["yes", "no", "maybe", "the river"]
-  rc, out, _ = run(capsys, "--checkpoint", directory, "--input", QUESTION,
-                   "--choices", "|||".join(choices))
+  rc, out, _ = run(
+    capsys, "--checkpoint", directory, "--input", QUESTION, "--choices", "|||".join(choices)
+  )
   assert rc == 0
   rows = [line.split(None, 2) for line in out.strip().splitlines()]
   ref = tzero_scores(model, vocab, QUESTION, choices)
@@ -115,31 +157,52 @@ def test_ranked_output_lists_choices_best_first_with_scores(ckpt, capsys):
 
 def hf_greedy(model, vocab, text, max_new_tokens):
   with torch.no_grad():
-    out = model.generate(torch.tensor([vocab.encode(text)]), max_new_tokens=max_new_tokens,
-                         do_sample=False, num_beams=1)
+    out = model.generate(
+      torch.tensor([vocab.encode(text)]),
+      max_new_tokens=max_new_tokens,
+      do_sample=False,
+      num_beams=1,
+    )
   return vocab.decode(out[0, 1:].tolist())  # drop the start token
 
 
 def test_input_file_mixes_scoring_and_generation_in_input_order(ckpt, capsys, tmp_path):
   directory, model, vocab = ckpt
-  rows = [{"id": 7, "input": QUESTION, "choices": ["yes", "no"]},
-          {"input": "a dog finds the river at night."},
-          {"input": "Maria paints some bread in spring. True?", "choices": None},
-          {"input": "our teacher builds the blue door.", "choices": ["yes", "no", "maybe"]}]
+  rows = [
+    {"id": 7, "input": QUESTION, "choices": ["yes", "no"]},
+    {"input": "a dog finds the river at night."},
+    {"input": "Maria paints some bread in spring. True?", "choices": None},
+    {"input": "our teacher builds the blue door.", "choices": ["yes", "no", "maybe"]},
+  ]
   path = tmp_path / "examples.jsonl"
-  path.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n"
-                  + "\n".join(json.dumps(r) for r in rows[2:]) + "\n")
-  rc, out, _ = run(capsys, "--checkpoint", directory, "--input_file", path,
-                   "--max_decode_length", 6, "--batch_size", 3)
+  path.write_text(
+    "\n".join(json.dumps(r) for r in rows[:2])
+    + "\n\n"
+    + "\n".join(json.dumps(r) for r in rows[2:])
+    + "\n"
+  )
+  rc, out, _ = run(
+    capsys,
+    "--checkpoint",
+    directory,
+    "--input_file",
+    path,
+    "--max_decode_length",
+    6,
+    "--batch_size",
+    3,
+  )
   assert rc == 0
   lines = [json.loads(line) for line in out.splitlines()]
   assert [line["input"] for line in lines] == [r["input"] for r in rows]
-  assert lines[0]["id"] == 7 and set(lines[0]) == {"id", "input", "choices", "scores",
-                                                    "prediction"}
+  assert lines[0]["id"] == 7 and set(lines[0]) == {"id", "input", "choices", "scores", "prediction"}
   for k in (0, 3):
-    np.testing.assert_allclose(lines[k]["scores"],
-                               tzero_scores(model, vocab, rows[k]["input"], rows[k]["choices"]),
-                               atol=1e-3, rtol=0)
+    np.testing.assert_allclose(
+      lines[k]["scores"],
+      tzero_scores(model, vocab, rows[k]["input"], rows[k]["choices"]),
+      atol=1e-3,
+      rtol=0,
+    )
   for k in (1, 2):
     assert set(lines[k]) == {"input", "output"}
     assert lines[k]["output"] == hf_greedy(model, vocab, rows[k]["input"], 6)
@@ -147,30 +210,49 @@ def test_input_file_mixes_scoring_and_generation_in_input_order(ckpt, capsys, tm
 
 def test_generation_prints_the_greedy_text(ckpt, capsys):
   directory, model, vocab = ckpt
-  rc, out, _ = run(capsys, "--checkpoint", directory, "--input", "a farmer watches",
-                   "--max_decode_length", 6)
+  rc, out, _ = run(
+    capsys, "--checkpoint", directory, "--input", "a farmer watches", "--max_decode_length", 6
+  )
   assert rc == 0 and out == hf_greedy(model, vocab, "a farmer watches", 6) + "\n"
 
 
 def test_bfloat16_activations_score_close_to_float32(ckpt, capsys):
   directory, model, vocab = ckpt
-  rc, out, _ = run(capsys, "--checkpoint", directory, "--input", QUESTION, "--choices",
-                   "yes|||no", "--json", "--dtype", "bfloat16")
+  rc, out, _ = run(
+    capsys,
+    "--checkpoint",
+    directory,
+    "--input",
+    QUESTION,
+    "--choices",
+    "yes|||no",
+    "--json",
+    "--dtype",
+    "bfloat16",
+  )
   assert rc == 0
-  np.testing.assert_allclose(json.loads(out)["scores"],
-                             tzero_scores(model, vocab, QUESTION, ["yes", "no"]), rtol=0.05)
+  np.testing.assert_allclose(
+    json.loads(out)["scores"], tzero_scores(model, vocab, QUESTION, ["yes", "no"]), rtol=0.05
+  )
 
 
 def test_the_t0jax_command_dispatches_to_predict_without_importing_tensorflow(ckpt):
   directory, _, _ = ckpt
-  code = ("import sys; from t0jax.cli import main; "
-          f"rc = main(['predict', '--checkpoint', {str(directory)!r}, '--input', 'the cat', "
-          "'--choices', 'yes|||no', '--json']); "
-          "assert 'tensorflow' not in sys.modules, 'predict imported TensorFlow'; "
-          "assert 't0jax.evaluate.scorer' in sys.modules, 'predict bypassed the ChoiceScorer'; "
-          "sys.exit(rc)")
-  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+  code = (
+    "import sys; from t0jax.cli import main; "
+    f"rc = main(['predict', '--checkpoint', {str(directory)!r}, '--input', 'the cat', "
+    "'--choices', 'yes|||no', '--json']); "
+    "assert 'tensorflow' not in sys.modules, 'predict imported TensorFlow'; "
+    "assert 't0jax.evaluate.scorer' in sys.modules, 'predict bypassed the ChoiceScorer'; "
+    "sys.exit(rc)"
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    timeout=300,
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   assert json.loads(done.stdout)["prediction"] in ("yes", "no")
 
@@ -181,8 +263,17 @@ def test_the_t0jax_command_dispatches_to_predict_without_importing_tensorflow(ck
 
 def test_missing_checkpoint_directory_is_reported(ckpt, capsys, tmp_path):
   _, _, vocab = ckpt
-  rc, _, err = run(capsys, "--checkpoint", tmp_path / "nope", "--vocab", vocab.path,
-                   "--input", "x", "--choices", "a|||b")
+  rc, _, err = run(
+    capsys,
+    "--checkpoint",
+    tmp_path / "nope",
+    "--vocab",
+    vocab.path,
+    "--input",
+    "x",
+    "--choices",
+    "a|||b",
+  )
   assert rc == 2 and "--checkpoint" in err and "nope" in err and "does not exist" in err
 
 
@@ -195,12 +286,16 @@ def test_directory_without_a_checkpoint_is_reported(ckpt, capsys, tmp_path):
 def test_bad_jsonl_line_names_file_and_line(ckpt, capsys, tmp_path):
   directory, _, _ = ckpt
   path = tmp_path / "bad.jsonl"
-  for body, message in [('{"input": "a", "choices": ["x"]}\n{"input": "b", "choices": [}\n',
-                         "bad.jsonl:2: not valid JSON"),
-                        ('{"input": "a", "choices": []}\n', 'bad.jsonl:1: "choices" is empty'),
-                        ('{"text": "a"}\n', 'bad.jsonl:1: needs "input"'),
-                        ('{"input": "a", "choices": ["x", 3]}\n', "list of strings"),
-                        ('{"input": "a", "scores": 1}\n', "'scores' is written by predict")]:
+  for body, message in [
+    (
+      '{"input": "a", "choices": ["x"]}\n{"input": "b", "choices": [}\n',
+      "bad.jsonl:2: not valid JSON",
+    ),
+    ('{"input": "a", "choices": []}\n', 'bad.jsonl:1: "choices" is empty'),
+    ('{"text": "a"}\n', 'bad.jsonl:1: needs "input"'),
+    ('{"input": "a", "choices": ["x", 3]}\n', "list of strings"),
+    ('{"input": "a", "scores": 1}\n', "'scores' is written by predict"),
+  ]:
     path.write_text(body)
     rc, out, err = run(capsys, "--checkpoint", directory, "--input_file", path)
     assert rc == 2 and message in err and out == ""
@@ -215,8 +310,17 @@ def test_missing_vocabulary_is_reported(capsys, tmp_path):
 def test_vocabulary_larger_than_the_embedding_is_refused(ckpt, capsys, tmp_path):
   _, _, vocab = ckpt
   _save_model(tmp_path / "small", vocab_size=vocab.piece_count - 8)
-  rc, _, err = run(capsys, "--checkpoint", tmp_path / "small", "--vocab", vocab.path,
-                   "--input", "x", "--choices", "a|||b")
+  rc, _, err = run(
+    capsys,
+    "--checkpoint",
+    tmp_path / "small",
+    "--vocab",
+    vocab.path,
+    "--input",
+    "x",
+    "--choices",
+    "a|||b",
+  )
   assert rc == 2 and f"{vocab.piece_count} pieces" in err and "embedding" in err
 
 

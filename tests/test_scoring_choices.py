@@ -1,6 +1,7 @@
 """Rank-classification scoring by the evaluator's `ChoiceScorer` (the one scorer, used by
 `t0jax eval`, the trainer's periodic evaluation and `t0jax predict`): correct sums, one encoder
 pass per input, independent of batch size and order, uneven choice counts, bad input refused."""
+
 import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -14,17 +15,30 @@ from t0jax.evaluate.scorer import ChoiceScorer
 from t0jax.model import T5Config, Transformer, init_params
 
 # One layer per stack: scoring does not depend on depth, and compiling stays fast.
-CFG = T5Config(vocab_size=64, d_model=32, num_heads=2, head_dim=8, d_ff=48, num_layers=1,
-               num_decoder_layers=1, relative_attention_num_buckets=8,
-               relative_attention_max_distance=16)
+CFG = T5Config(
+  vocab_size=64,
+  d_model=32,
+  num_heads=2,
+  head_dim=8,
+  d_ff=48,
+  num_layers=1,
+  num_decoder_layers=1,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 
 
 def make_examples(input_lengths, max_choice_tokens, seed=0):
   """Random inputs, each with 1 to 5 choices of 1 to `max_choice_tokens` tokens (EOS included)."""
   rng = np.random.default_rng(seed)
   inputs = [rng.integers(2, 64, n).tolist() for n in input_lengths]
-  choices = [[rng.integers(2, 64, rng.integers(0, max_choice_tokens)).tolist() + [1]
-              for _ in range(rng.integers(1, 6))] for _ in input_lengths]
+  choices = [
+    [
+      rng.integers(2, 64, rng.integers(0, max_choice_tokens)).tolist() + [1]
+      for _ in range(rng.integers(1, 6))
+    ]
+    for _ in input_lengths
+  ]
   return inputs, choices
 
 
@@ -41,7 +55,8 @@ def setup():
 
 def score(model, params, inputs, choices, batch_size, **kw):
   return ChoiceScorer(model, params, batch_size=batch_size, per_octave=1, **kw).score(
-      inputs, choices)
+    inputs, choices
+  )
 
 
 def reference_scores(model, params, inputs, choices):
@@ -50,12 +65,13 @@ def reference_scores(model, params, inputs, choices):
   enc = np.zeros((len(pairs), 32), np.int32)
   targets = np.zeros((len(pairs), 16), np.int32)
   for r, (tokens, choice) in enumerate(pairs):
-    enc[r, :len(tokens)], targets[r, :len(choice)] = tokens, choice
+    enc[r, : len(tokens)], targets[r, : len(choice)] = tokens, choice
   dec_in = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
   logits = jax.jit(model.apply)({"params": params}, enc, dec_in, targets)
   log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))
-  flat = [sum(log_probs[r, t, c] for t, c in enumerate(choice))
-          for r, (_, choice) in enumerate(pairs)]
+  flat = [
+    sum(log_probs[r, t, c] for t, c in enumerate(choice)) for r, (_, choice) in enumerate(pairs)
+  ]
   sizes = np.cumsum([0] + [len(options) for options in choices])
   return [np.array(flat[a:b]) for a, b in zip(sizes[:-1], sizes[1:])]
 
@@ -116,19 +132,23 @@ def test_each_input_is_encoded_once_whatever_its_number_of_choices(setup):
 def test_compiled_shapes_come_from_few_buckets(setup):
   _, _, inputs, choices = setup
   assert [batching.bucket_length(n) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 24, 112]
-  steps = batching.plan_steps([len(t) for t in inputs], [[len(c) for c in cs] for cs in choices],
-                              batch_size=4)
+  steps = batching.plan_steps(
+    [len(t) for t in inputs], [[len(c) for c in cs] for cs in choices], batch_size=4
+  )
   assert len({s.signature for s in steps}) <= 4  # 7 examples of 3 input buckets
 
 
-@pytest.mark.parametrize("inputs,choices,pattern", [
+@pytest.mark.parametrize(
+  "inputs,choices,pattern",
+  [
     ([[5, 6]], [[[7, 8]]], r"Example 0, choice 0: choice tokens must end with EOS"),
     ([[5, 6]], [[]], "Example 0 has no answer choices"),
     ([[5, 6], [7]], [[[7, 1]]], "2 inputs but 1 choice lists"),
     ([[5, 6], [5, 99]], [[[7, 1]], [[7, 1]]], r"Example 1, input: token id 99 is outside 1\.\.63"),
     ([[5, 6]], [[[7, 64, 1]]], r"Example 0, choice 0: token id 64 is outside"),
     ([[]], [[[7, 1]]], "Example 0 has an empty input"),
-])
+  ],
+)
 def test_bad_examples_are_refused_with_their_index(setup, inputs, choices, pattern):
   model, params, _, _ = setup
   with pytest.raises(ValueError, match=pattern):

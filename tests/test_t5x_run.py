@@ -2,6 +2,7 @@
 mixture (registered by MIXTURE_OR_TASK_MODULE) from outside the checkout, fine-tune again from
 that run's checkpoint with T5X's absolute TRAIN_STEPS, infer (predict and score) into T5X's
 files, evaluate every checkpoint of the run, and list the user's tasks."""
+
 import json
 import math
 import os
@@ -64,10 +65,13 @@ train.truncation_check_examples = 0
 """
 
 T5X_MODEL_FLAGS = [
-    "--gin.network.T5Config.emb_dim=32", "--gin.network.T5Config.num_heads=2",
-    "--gin.network.T5Config.head_dim=8", "--gin.network.T5Config.mlp_dim=48",
-    "--gin.network.T5Config.num_encoder_layers=1", "--gin.network.T5Config.num_decoder_layers=1",
-    "--gin.network.T5Config.vocab_size=896",
+  "--gin.network.T5Config.emb_dim=32",
+  "--gin.network.T5Config.num_heads=2",
+  "--gin.network.T5Config.head_dim=8",
+  "--gin.network.T5Config.mlp_dim=48",
+  "--gin.network.T5Config.num_encoder_layers=1",
+  "--gin.network.T5Config.num_decoder_layers=1",
+  "--gin.network.T5Config.vocab_size=896",
 ]
 
 
@@ -84,25 +88,38 @@ def session(tmp_path_factory):
   configs.mkdir()
   (configs / "quick.gin").write_text(QUICK_GIN)
   argv = [
-      "train", "--gin_file=gin/models/t5_1_1_tiny.gin", "--gin_file=gin/runs/finetune.gin",
-      f"--gin_search_paths={configs}", "--gin_file=quick.gin",
-      '--gin.MODEL_DIR="run1"', "--gin.MIXTURE_OR_TASK_NAME=t5x_user_mix",
-      f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}",
-      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}", "--gin.TRAIN_STEPS=3",
-      "--gin.BATCH_SIZE=8", "--gin.RANDOM_SEED=3", "--gin.DROPOUT_RATE=0.1",
-      "--gin.LABEL_SMOOTHING=0.1", "--gin.Z_LOSS=0.0001",
-      "--gin.LOSS_NORMALIZING_FACTOR='NUM_REAL_TARGET_TOKENS'", "--gin.USE_CACHED_TASKS=False",
-      "--gin.EVAL_PERIOD=3", "--gin.EVAL_STEPS=1", "--gin.INITIAL_CHECKPOINT_PATH=None",
-      "--gin_bindings=utils.SaveCheckpointConfig.period = 1",
-      "--gin.utils.SaveCheckpointConfig.keep=None",
-      "--gin.partitioning.PjitPartitioner.num_partitions=1",
-      f"--tfds_data_dir={work / 'tfds'}", f"--seqio_additional_cache_dirs={work / 'cache'}",
+    "train",
+    "--gin_file=gin/models/t5_1_1_tiny.gin",
+    "--gin_file=gin/runs/finetune.gin",
+    f"--gin_search_paths={configs}",
+    "--gin_file=quick.gin",
+    '--gin.MODEL_DIR="run1"',
+    "--gin.MIXTURE_OR_TASK_NAME=t5x_user_mix",
+    f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}",
+    "--gin.TRAIN_STEPS=3",
+    "--gin.BATCH_SIZE=8",
+    "--gin.RANDOM_SEED=3",
+    "--gin.DROPOUT_RATE=0.1",
+    "--gin.LABEL_SMOOTHING=0.1",
+    "--gin.Z_LOSS=0.0001",
+    "--gin.LOSS_NORMALIZING_FACTOR='NUM_REAL_TARGET_TOKENS'",
+    "--gin.USE_CACHED_TASKS=False",
+    "--gin.EVAL_PERIOD=3",
+    "--gin.EVAL_STEPS=1",
+    "--gin.INITIAL_CHECKPOINT_PATH=None",
+    "--gin_bindings=utils.SaveCheckpointConfig.period = 1",
+    "--gin.utils.SaveCheckpointConfig.keep=None",
+    "--gin.partitioning.PjitPartitioner.num_partitions=1",
+    f"--tfds_data_dir={work / 'tfds'}",
+    f"--seqio_additional_cache_dirs={work / 'cache'}",
   ] + T5X_MODEL_FLAGS
   (work / "seen").mkdir()
   env = {**os.environ, "PYTHONPATH": str(work), "T5X_USER_RECORD": str(work / "seen")}
   t0jax = Path(sys.executable).parent / "t0jax"
-  proc = subprocess.run([str(t0jax)] + argv, cwd=work, env=env, capture_output=True, text=True,
-                        timeout=1200)
+  proc = subprocess.run(
+    [str(t0jax)] + argv, cwd=work, env=env, capture_output=True, text=True, timeout=1200
+  )
   sys.path.insert(0, str(work))  # the later commands run in this process
   return {"work": work, "proc": proc, "argv": argv}
 
@@ -117,34 +134,49 @@ def test_the_t5x_command_line_trains_from_outside_the_checkout_without_stray_err
   run = session["work"] / "run1"
   assert sorted(os.listdir(run / "checkpoints")) == ["1", "2", "3"]  # period 1, keep all
   from t0jax.train.writer import read_metrics
+
   records = read_metrics(str(run))
   assert [r["step"] for r in records if "loss" in r][:3] == [1, 2, 3]
   assert [r["step"] for r in records if "eval/loss" in r] == [3]  # EVAL_PERIOD=3, EVAL_STEPS=1
   from t0jax import checkpoints
+
   info = checkpoints.read_config(str(run))
-  assert (info.cfg.d_model, info.cfg.d_ff, info.cfg.num_layers, info.cfg.vocab_size,
-          info.cfg.dropout_rate) == (32, 48, 1, 896, 0.1)
+  assert (
+    info.cfg.d_model,
+    info.cfg.d_ff,
+    info.cfg.num_layers,
+    info.cfg.vocab_size,
+    info.cfg.dropout_rate,
+  ) == (32, 48, 1, 896, 0.1)
 
 
 def test_seqio_flags_reach_the_training_process_and_its_data_process(session):
   seen = [json.loads(p.read_text()) for p in (session["work"] / "seen").iterdir()]
   assert len(seen) == 2  # the command imported the module, and so did its data process
   for record in seen:
-    assert record == {"cache_dirs": [str(session["work"] / "cache")],
-                      "tfds_data_dir": str(session["work"] / "tfds")}
+    assert record == {
+      "cache_dirs": [str(session["work"] / "cache")],
+      "tfds_data_dir": str(session["work"] / "tfds"),
+    }
 
 
 def test_train_steps_is_absolute_from_a_checkpoint_with_a_step(session, monkeypatch, capsys):
   work = session["work"]
   monkeypatch.chdir(work)
-  argv = [a for a in session["argv"] if not a.startswith(("--gin.MODEL_DIR", "--gin.TRAIN_STEPS",
-                                                          "--gin.INITIAL_CHECKPOINT_PATH",
-                                                          "--gin.EVAL_PERIOD"))]
-  code = cli.main(argv + ['--gin.MODEL_DIR="run2"', '--gin.INITIAL_CHECKPOINT_PATH="run1"',
-                          "--gin.TRAIN_STEPS=5"])
+  argv = [
+    a
+    for a in session["argv"]
+    if not a.startswith(
+      ("--gin.MODEL_DIR", "--gin.TRAIN_STEPS", "--gin.INITIAL_CHECKPOINT_PATH", "--gin.EVAL_PERIOD")
+    )
+  ]
+  code = cli.main(
+    argv + ['--gin.MODEL_DIR="run2"', '--gin.INITIAL_CHECKPOINT_PATH="run1"', "--gin.TRAIN_STEPS=5"]
+  )
   printed = capsys.readouterr()
   assert code == 0 and "done at step 5" in printed.out, printed.err
   from t0jax.train.writer import read_metrics
+
   steps = [r["step"] for r in read_metrics(str(work / "run2")) if "loss" in r]
   assert steps == [4, 5]  # 3 (the checkpoint's step) + 2 fine-tuning steps
   assert os.path.isdir(work / "run2" / "checkpoints" / "5")
@@ -158,23 +190,35 @@ def test_infer_writes_t5x_files_that_read_back(session, monkeypatch, capsys):
   work = session["work"]
   monkeypatch.chdir(work)
   for mode in ("predict", "score"):
-    code = cli.main(["infer", "--gin.MIXTURE_OR_TASK_NAME=t5x_user_mix",
-                     f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}", '--gin.CHECKPOINT_PATH="run1"',
-                     f'--gin.INFER_OUTPUT_DIR="{work / "infer"}"', f"--mode={mode}",
-                     "--gin.BATCH_SIZE=4",
-                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"])
+    code = cli.main(
+      [
+        "infer",
+        "--gin.MIXTURE_OR_TASK_NAME=t5x_user_mix",
+        f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}",
+        '--gin.CHECKPOINT_PATH="run1"',
+        f'--gin.INFER_OUTPUT_DIR="{work / "infer"}"',
+        f"--mode={mode}",
+        "--gin.BATCH_SIZE=4",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+      ]
+    )
     assert code == 0, capsys.readouterr().err
-  assert sorted(os.listdir(work / "infer")) == ["t5x_user_echo-predict.jsonl-00000-of-00001",
-                                                "t5x_user_echo-score.jsonl-00000-of-00001"]
+  assert sorted(os.listdir(work / "infer")) == [
+    "t5x_user_echo-predict.jsonl-00000-of-00001",
+    "t5x_user_echo-score.jsonl-00000-of-00001",
+  ]
   import importlib
+
   rows = importlib.import_module(MODULE).ROWS["validation"]
   predicted = _lines(work / "infer" / "t5x_user_echo-predict.jsonl-00000-of-00001")
   scored = _lines(work / "infer" / "t5x_user_echo-score.jsonl-00000-of-00001")
   for lines in (predicted, scored):
-    assert [(l["inputs"]["inputs_pretokenized"], l["inputs"]["targets_pretokenized"])
-            for l in lines] == rows
-  assert all(isinstance(l["prediction"], str) and set(l) == {"inputs", "prediction"}
-             for l in predicted)
+    assert [
+      (l["inputs"]["inputs_pretokenized"], l["inputs"]["targets_pretokenized"]) for l in lines
+    ] == rows
+  assert all(
+    isinstance(l["prediction"], str) and set(l) == {"inputs", "prediction"} for l in predicted
+  )
   assert all(set(l) == {"inputs", "score"} for l in scored)
   # A score is the targets' summed log-probability (EOS included) given the inputs.
   expected = _log_likelihoods(work / "run1", rows)
@@ -188,6 +232,7 @@ def _log_likelihoods(run: Path, rows):
   import sentencepiece as spm
   from t0jax import checkpoints
   from t0jax.model import Transformer
+
   cfg, params, _ = checkpoints.load(str(run))
   sp = spm.SentencePieceProcessor(model_file=str(SPM))
   model = Transformer(cfg.replace(dropout_rate=0.0))
@@ -202,15 +247,30 @@ def _log_likelihoods(run: Path, rows):
   return out
 
 
-def test_eval_of_every_checkpoint_writes_a_report_per_step_and_the_curve(session, monkeypatch,
-                                                                         capsys):
+def test_eval_of_every_checkpoint_writes_a_report_per_step_and_the_curve(
+  session, monkeypatch, capsys
+):
   work = session["work"]
   monkeypatch.chdir(work)
   out_dir = work / "eval"
-  code = cli.main(["eval", "--checkpoint", "run1", "--checkpoint_steps", "all", "--mixture",
-                   "demo_heldout_score_eval", "--output_dir", str(out_dir), "--max_examples",
-                   "2", "--gin.NUM_DEVICES=1", "--gin.BUCKETS_PER_OCTAVE=1",
-                   "--gin.ALL_PROMPTS=False"])
+  code = cli.main(
+    [
+      "eval",
+      "--checkpoint",
+      "run1",
+      "--checkpoint_steps",
+      "all",
+      "--mixture",
+      "demo_heldout_score_eval",
+      "--output_dir",
+      str(out_dir),
+      "--max_examples",
+      "2",
+      "--gin.NUM_DEVICES=1",
+      "--gin.BUCKETS_PER_OCTAVE=1",
+      "--gin.ALL_PROMPTS=False",
+    ]
+  )
   printed = capsys.readouterr()
   assert code == 0, printed.err
   curve = json.loads((out_dir / "curve.json").read_text())
@@ -220,18 +280,33 @@ def test_eval_of_every_checkpoint_writes_a_report_per_step_and_the_curve(session
     assert results["checkpoint"]["step"] == step
     for name, dataset in results["datasets"].items():
       assert curve["median_accuracy"][name][str(step)] == pytest.approx(
-          dataset["original_task"]["accuracy"]["median"])
+        dataset["original_task"]["accuracy"]["median"]
+      )
   table = (out_dir / "curve.md").read_text()
-  assert [line.split("|")[1].strip() for line in table.splitlines()
-          if line.startswith("| ") and line.split("|")[1].strip().isdigit()] == ["1", "2", "3"]
+  assert [
+    line.split("|")[1].strip()
+    for line in table.splitlines()
+    if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+  ] == ["1", "2", "3"]
   assert (out_dir / "curve.png").stat().st_size > 0
   assert "Best step" in printed.out
 
 
 def test_checkpoint_steps_name_the_steps_a_run_has(session, monkeypatch, capsys):
   monkeypatch.chdir(session["work"])
-  code = cli.main(["eval", "--checkpoint", "run1", "--checkpoint_steps", "2,9", "--mixture",
-                   "demo_heldout_score_eval", "--output_dir", "ev2"])
+  code = cli.main(
+    [
+      "eval",
+      "--checkpoint",
+      "run1",
+      "--checkpoint_steps",
+      "2,9",
+      "--mixture",
+      "demo_heldout_score_eval",
+      "--output_dir",
+      "ev2",
+    ]
+  )
   err = capsys.readouterr().err
   assert code == 2 and err.strip().endswith("no checkpoint at step(s) 9; the run has 1, 2, 3.")
 
@@ -247,7 +322,8 @@ def test_tasks_lists_and_shows_a_users_own_tasks(tmp_path, monkeypatch, capsys):
   out = capsys.readouterr().out
   assert "split     validation" in out and "split     train" in out
   assert "mixtures  t5x_listed_mix" in out
-  assert cli.main(["tasks", "show", "t5x_listed_echo", "--module", "t5x_listed_tasks",
-                   "-n", "2"]) == 0
+  assert (
+    cli.main(["tasks", "show", "t5x_listed_echo", "--module", "t5x_listed_tasks", "-n", "2"]) == 0
+  )
   out = capsys.readouterr().out
   assert "repeat: good film" in out and "repeat: bad film" in out and "--- example 2" in out

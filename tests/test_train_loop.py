@@ -1,5 +1,6 @@
 """The trainer: sharded runs equal single-device runs, checkpoints move between meshes, resumed
 runs equal uninterrupted ones, and bad configurations fail early with clear errors."""
+
 import json
 import os
 import shutil
@@ -25,10 +26,18 @@ from t0jax.model import T5Config
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_GIN = str(ROOT / "tests" / "data" / "train_small.gin")
 CFG = T5Config(vocab_size=896, d_model=32, num_heads=4, head_dim=8, d_ff=64, num_layers=2)
-KW = dict(mixture_or_task_name="demo_reviews_tone", task_feature_lengths={"inputs": 96,
-          "targets": 8}, batch_size=8, model_config=CFG, log_period=1, keep_checkpoints=None,
-          progress_bar=False, tensorboard=False, truncation_check_examples=0,
-          async_checkpointing=False)
+KW = dict(
+  mixture_or_task_name="demo_reviews_tone",
+  task_feature_lengths={"inputs": 96, "targets": 8},
+  batch_size=8,
+  model_config=CFG,
+  log_period=1,
+  keep_checkpoints=None,
+  progress_bar=False,
+  tensorboard=False,
+  truncation_check_examples=0,
+  async_checkpointing=False,
+)
 
 
 def _train(model_dir, **kw):
@@ -57,8 +66,9 @@ def runs(tmp_path_factory):
 def test_eight_device_training_equals_one_device_training(runs):
   base, one, eight = runs
   assert sorted(one["losses"]) == [1, 2, 3, 4]
-  np.testing.assert_allclose([eight["losses"][s] for s in range(1, 5)],
-                             [one["losses"][s] for s in range(1, 5)], rtol=1e-5)
+  np.testing.assert_allclose(
+    [eight["losses"][s] for s in range(1, 5)], [one["losses"][s] for s in range(1, 5)], rtol=1e-5
+  )
   _assert_same_params(eight["params"], one["params"], atol=1e-5)
   assert [r["step"] for r in read_metrics(base / "eight")] == [1, 2, 3, 4]
 
@@ -70,8 +80,11 @@ def test_checkpoint_from_8x1_mesh_restores_onto_4x2_and_continues_identically(ru
   shutil.rmtree(moved / "checkpoints" / "4")  # continue from step 2 on another mesh shape
   resumed = _train(moved, train_steps=4, checkpoint_period=2, num_partitions=2)
   assert sorted(resumed["losses"]) == [3, 4]
-  np.testing.assert_allclose([resumed["losses"][3], resumed["losses"][4]],
-                             [eight["losses"][3], eight["losses"][4]], rtol=1e-5)
+  np.testing.assert_allclose(
+    [resumed["losses"][3], resumed["losses"][4]],
+    [eight["losses"][3], eight["losses"][4]],
+    rtol=1e-5,
+  )
   _assert_same_params(resumed["params"], eight["params"], atol=1e-5)
   # metrics.jsonl still describes one run: steps 1..4 once each.
   assert [r["step"] for r in read_metrics(moved)] == [1, 2, 3, 4]
@@ -89,19 +102,23 @@ def test_resuming_with_another_model_shape_fails_and_overwrites_nothing(runs, tm
 
 def test_gradient_accumulation_equals_the_full_batch_step(runs, tmp_path):
   _, one, _ = runs
-  accum = _train(tmp_path / "accum", train_steps=2, checkpoint_period=100, num_devices=1,
-                 num_microbatches=2)
-  np.testing.assert_allclose([accum["losses"][1], accum["losses"][2]],
-                             [one["losses"][1], one["losses"][2]], rtol=1e-5)
+  accum = _train(
+    tmp_path / "accum", train_steps=2, checkpoint_period=100, num_devices=1, num_microbatches=2
+  )
+  np.testing.assert_allclose(
+    [accum["losses"][1], accum["losses"][2]], [one["losses"][1], one["losses"][2]], rtol=1e-5
+  )
 
 
 def test_non_finite_update_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
   # A learning rate that turns NaN from the 4th update on: step 4's update is the first bad one.
   bad = lambda step: jnp.where(step >= 3, jnp.nan, 1e-3)
-  with pytest.raises(trainer.NonFiniteLossError, match=r"at step 4\b.*last good checkpoint is "
-                     r"step 2"):
-    _train(tmp_path, train_steps=6, checkpoint_period=2, num_devices=1,
-           learning_rate_schedule=bad)
+  with pytest.raises(
+    trainer.NonFiniteLossError,
+    match=r"at step 4\b.*last good checkpoint is "
+    r"step 2",
+  ):
+    _train(tmp_path, train_steps=6, checkpoint_period=2, num_devices=1, learning_rate_schedule=bad)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
   _, params = load_params(str(tmp_path))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
@@ -139,6 +156,7 @@ def test_unknown_gin_configurable_is_named():
 
 def test_truncating_feature_lengths_are_counted_and_warned_with_the_task_name(caplog):
   from t0jax.train.input_pipeline import check_truncation
+
   report = check_truncation("demo_reviews_tone", {"inputs": 16, "targets": 8}, max_examples=20)
   assert report["demo_reviews_tone"]["inputs_truncated"] == 20
   assert "demo_reviews_tone" in caplog.text and "longer than 16 tokens" in caplog.text
@@ -146,17 +164,30 @@ def test_truncating_feature_lengths_are_counted_and_warned_with_the_task_name(ca
 
 def _cli(model_dir, *extra):
   env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-  return subprocess.Popen([sys.executable, "-m", "t0jax.train", f"--gin_file={SMALL_GIN}",
-                           f"--model_dir={model_dir}", *extra], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "t0jax.train",
+      f"--gin_file={SMALL_GIN}",
+      f"--model_dir={model_dir}",
+      *extra,
+    ],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _wait_for_step(model_dir, step, proc, timeout=240):
   deadline = time.time() + timeout
   path = Path(model_dir) / "metrics.jsonl"
   while time.time() < deadline:
-    if path.exists() and any(json.loads(line)["step"] >= step
-                             for line in path.read_text().splitlines() if line.strip()):
+    if path.exists() and any(
+      json.loads(line)["step"] >= step for line in path.read_text().splitlines() if line.strip()
+    ):
       return
     if proc.poll() is not None:
       raise AssertionError(f"training exited early:\n{proc.stdout.read()}")
@@ -178,10 +209,10 @@ def test_sigkill_then_restart_equals_the_uninterrupted_run(tmp_path):
   assert again.returncode == 0, out
   ref_losses, run_losses = _losses(tmp_path / "ref"), _losses(tmp_path / "run")
   assert sorted(run_losses) == list(range(1, 7))
-  np.testing.assert_allclose([run_losses[s] for s in range(1, 7)],
-                             [ref_losses[s] for s in range(1, 7)], rtol=1e-6)
-  _assert_same_params(load_params(str(tmp_path / "run"))[1],
-                      load_params(str(tmp_path / "ref"))[1])
+  np.testing.assert_allclose(
+    [run_losses[s] for s in range(1, 7)], [ref_losses[s] for s in range(1, 7)], rtol=1e-6
+  )
+  _assert_same_params(load_params(str(tmp_path / "run"))[1], load_params(str(tmp_path / "ref"))[1])
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -197,18 +228,39 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 def test_predict_reads_a_t0jax_training_checkpoint(runs, capsys):
   from t0jax.cli import main
+
   base, _, eight = runs
   assert (base / "eight" / "spiece.model").is_file()  # the trainer keeps the vocabulary
-  assert main(["predict", "--checkpoint", str(base / "eight"), "--input",
-               "A delightful, warm film.", "--choices", "positive|||negative", "--json"]) == 0
+  assert (
+    main(
+      [
+        "predict",
+        "--checkpoint",
+        str(base / "eight"),
+        "--input",
+        "A delightful, warm film.",
+        "--choices",
+        "positive|||negative",
+        "--json",
+      ]
+    )
+    == 0
+  )
   out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert out["choices"] == ["positive", "negative"] and len(out["scores"]) == 2
   assert out["prediction"] == out["choices"][int(np.argmax(out["scores"]))]
 
 
 def test_periodic_evaluation_scores_a_score_eval_mixture_by_rank_classification(tmp_path):
-  out = _train(tmp_path, train_steps=2, checkpoint_period=100, num_devices=1, eval_period=2,
-               eval_mixture_or_task_name="demo_heldout_score_eval", eval_max_examples=4)
+  out = _train(
+    tmp_path,
+    train_steps=2,
+    checkpoint_period=100,
+    num_devices=1,
+    eval_period=2,
+    eval_mixture_or_task_name="demo_heldout_score_eval",
+    eval_max_examples=4,
+  )
   assert out["step"] == 2
   evals = [r for r in read_metrics(tmp_path) if any(k.startswith("eval/") for k in r)]
   assert len(evals) == 1 and evals[0]["step"] == 2
@@ -219,6 +271,7 @@ def test_periodic_evaluation_scores_a_score_eval_mixture_by_rank_classification(
 # ---------------------------------------------------------------------------------------------
 # Training semantics T5X users expect (issue 13): step counting, settings, loss options.
 
+
 def _bad(model_dir, **kw):
   with pytest.raises(ValueError) as caught:
     _train(model_dir, **{"train_steps": 2, **kw})
@@ -226,17 +279,26 @@ def _bad(model_dir, **kw):
   return str(caught.value)
 
 
-@pytest.mark.parametrize("kw,macro", [
-    ({"train_steps": -5}, "TRAIN_STEPS"), ({"train_steps": 0}, "TRAIN_STEPS"),
-    ({"batch_size": 0}, "BATCH_SIZE"), ({"checkpoint_period": 0}, "CHECKPOINT_PERIOD"),
-    ({"log_period": -1}, "LOG_PERIOD"), ({"eval_period": -1}, "EVAL_PERIOD"),
-    ({"eval_steps": 0}, "EVAL_STEPS"), ({"train_steps_relative": 0}, "TRAIN_STEPS_RELATIVE"),
-    ({"num_microbatches": 0}, "NUM_MICROBATCHES"), ({"label_smoothing": 1.0}, "LABEL_SMOOTHING"),
+@pytest.mark.parametrize(
+  "kw,macro",
+  [
+    ({"train_steps": -5}, "TRAIN_STEPS"),
+    ({"train_steps": 0}, "TRAIN_STEPS"),
+    ({"batch_size": 0}, "BATCH_SIZE"),
+    ({"checkpoint_period": 0}, "CHECKPOINT_PERIOD"),
+    ({"log_period": -1}, "LOG_PERIOD"),
+    ({"eval_period": -1}, "EVAL_PERIOD"),
+    ({"eval_steps": 0}, "EVAL_STEPS"),
+    ({"train_steps_relative": 0}, "TRAIN_STEPS_RELATIVE"),
+    ({"num_microbatches": 0}, "NUM_MICROBATCHES"),
+    ({"label_smoothing": 1.0}, "LABEL_SMOOTHING"),
     ({"loss_normalizing_factor": "tokens"}, "LOSS_NORMALIZING_FACTOR"),
     ({"eval_mode": "bleu"}, "train.eval_mode"),
-])
+  ],
+)
 def test_non_positive_counts_and_bad_values_fail_before_compiling_naming_the_macro(
-    tmp_path, kw, macro):
+  tmp_path, kw, macro
+):
   assert _bad(tmp_path / "run", **kw).startswith(macro)
 
 
@@ -248,24 +310,54 @@ def test_huge_train_steps_without_a_checkpoint_step_stop_with_the_t5x_explanatio
 
 def test_settings_group_the_gin_parameters_and_keep_eval_batches_as_an_alias():
   from t0jax.train.settings import RunSettings
-  args = dict(model_dir="m", mixture_or_task_name="mix", task_feature_lengths={"inputs": 8},
-              train_steps=10, train_steps_relative=None, batch_size=8, num_microbatches=1,
-              seed=3, pack=True, num_virtual_shards=8, use_cached_tasks=True, data_process=False,
-              truncation_check_examples=0, z_loss=0.0, label_smoothing=0.1,
-              loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", checkpoint_period=5,
-              keep_checkpoints=None, async_checkpointing=False, initial_checkpoint_path=None,
-              eval_period=5, eval_mixture_or_task_name=None, eval_steps=None, eval_batches=7,
-              eval_max_examples=None, eval_mode="auto", log_period=1, tensorboard=False,
-              progress_bar=False)
+
+  args = dict(
+    model_dir="m",
+    mixture_or_task_name="mix",
+    task_feature_lengths={"inputs": 8},
+    train_steps=10,
+    train_steps_relative=None,
+    batch_size=8,
+    num_microbatches=1,
+    seed=3,
+    pack=True,
+    num_virtual_shards=8,
+    use_cached_tasks=True,
+    data_process=False,
+    truncation_check_examples=0,
+    z_loss=0.0,
+    label_smoothing=0.1,
+    loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
+    checkpoint_period=5,
+    keep_checkpoints=None,
+    async_checkpointing=False,
+    initial_checkpoint_path=None,
+    eval_period=5,
+    eval_mixture_or_task_name=None,
+    eval_steps=None,
+    eval_batches=7,
+    eval_max_examples=None,
+    eval_mode="auto",
+    log_period=1,
+    tensorboard=False,
+    progress_bar=False,
+  )
   s = RunSettings.from_train_args(args)
-  assert (s.eval.steps, s.data.use_cached_tasks, s.loss.label_smoothing, s.checkpoint.period,
-          s.log.period, s.data.seed) == (7, True, 0.1, 5, 1, 3)
+  assert (
+    s.eval.steps,
+    s.data.use_cached_tasks,
+    s.loss.label_smoothing,
+    s.checkpoint.period,
+    s.log.period,
+    s.data.seed,
+  ) == (7, True, 0.1, 5, 1, 3)
   assert s.loss.loss_normalizing_factor == "num_real_target_tokens"
   assert RunSettings.from_train_args({**args, "eval_steps": 2}).eval.steps == 2
 
 
 def test_target_step_follows_t5x_absolute_and_relative_counting():
   from t0jax.train.settings import target_step
+
   assert target_step(1112200, None, 1100000) == 1112200  # T0: 12,200 fine-tuning steps
   assert target_step(None, 12200, 1100000) == 1112200
   assert target_step(12200, None, None) == 12200
@@ -275,12 +367,18 @@ def test_target_step_follows_t5x_absolute_and_relative_counting():
 
 
 def test_from_a_checkpoint_with_a_step_train_steps_is_absolute_and_resumes_exactly(
-    runs, tmp_path, caplog):
+  runs, tmp_path, caplog
+):
   base, one, _ = runs  # `one` ends at step 4
   init = str(base / "one")
   caplog.set_level("INFO", logger="t0jax.train.trainer")
-  full = _train(tmp_path / "abs", train_steps=6, checkpoint_period=5, num_devices=1,
-                initial_checkpoint_path=init)
+  full = _train(
+    tmp_path / "abs",
+    train_steps=6,
+    checkpoint_period=5,
+    num_devices=1,
+    initial_checkpoint_path=init,
+  )
   assert full["step"] == 6 and sorted(full["losses"]) == [5, 6]
   assert "2 fine-tuning steps" in caplog.text
   records = read_metrics(tmp_path / "abs")
@@ -288,16 +386,29 @@ def test_from_a_checkpoint_with_a_step_train_steps_is_absolute_and_resumes_exact
   assert sorted(os.listdir(tmp_path / "abs" / "checkpoints")) == ["5", "6"]
   # Preempted after step 5: the resumed run continues the data stream where it stopped.
   shutil.rmtree(tmp_path / "abs" / "checkpoints" / "6")
-  resumed = _train(tmp_path / "abs", train_steps=6, checkpoint_period=5, num_devices=1,
-                   initial_checkpoint_path=init)
+  resumed = _train(
+    tmp_path / "abs",
+    train_steps=6,
+    checkpoint_period=5,
+    num_devices=1,
+    initial_checkpoint_path=init,
+  )
   np.testing.assert_allclose(resumed["losses"][6], full["losses"][6], rtol=1e-6)
   _assert_same_params(resumed["params"], full["params"])
   # TRAIN_STEPS_RELATIVE counts from the checkpoint's step: the same run.
-  relative = _train(tmp_path / "rel", train_steps_relative=2, checkpoint_period=100,
-                    num_devices=1, initial_checkpoint_path=init)
+  relative = _train(
+    tmp_path / "rel",
+    train_steps_relative=2,
+    checkpoint_period=100,
+    num_devices=1,
+    initial_checkpoint_path=init,
+  )
   assert relative["step"] == 6
-  np.testing.assert_allclose([relative["losses"][5], relative["losses"][6]],
-                             [full["losses"][5], full["losses"][6]], rtol=1e-6)
+  np.testing.assert_allclose(
+    [relative["losses"][5], relative["losses"][6]],
+    [full["losses"][5], full["losses"][6]],
+    rtol=1e-6,
+  )
 
 
 def _step_inputs(label_smoothing=0.0, z_loss=0.0, factor="NUM_REAL_TARGET_TOKENS"):
@@ -305,17 +416,21 @@ def _step_inputs(label_smoothing=0.0, z_loss=0.0, factor="NUM_REAL_TARGET_TOKENS
   from t0jax.model.losses import shift_right
   from t0jax.train.state import TrainState
   import optax
+
   cfg = CFG.replace(vocab_size=64)
   rng = np.random.default_rng(0)
   targets = rng.integers(2, 64, (4, 6)).astype(np.int32)
   targets[1, 3:] = 0
-  batch = {"encoder_input_tokens": rng.integers(2, 64, (4, 10)).astype(np.int32),
-           "decoder_target_tokens": targets,
-           "decoder_input_tokens": np.asarray(shift_right(targets))}
+  batch = {
+    "encoder_input_tokens": rng.integers(2, 64, (4, 10)).astype(np.int32),
+    "decoder_target_tokens": targets,
+    "decoder_input_tokens": np.asarray(shift_right(targets)),
+  }
   params = init_params(cfg, jax.random.key(0))
   tx = optax.sgd(1.0)
-  step = trainer.make_train_step(cfg, tx, optim.constant_schedule(), 1, z_loss, factor, 0,
-                                 label_smoothing)
+  step = trainer.make_train_step(
+    cfg, tx, optim.constant_schedule(), 1, z_loss, factor, 0, label_smoothing
+  )
   state = TrainState(jnp.int32(0), params, tx.init(params))
   return cfg, params, batch, step, state
 
@@ -337,12 +452,13 @@ def test_train_step_normalises_the_summed_loss_once_as_loss_normalizing_factor_s
 
 def test_train_step_applies_label_smoothing_and_z_loss():
   from t0jax.model import EncoderDecoderModel
+
   cfg, params, batch, step, state = _step_inputs(label_smoothing=0.1, z_loss=1e-4)
   _, metrics = jax.jit(step)(state, batch)
-  total, aux = EncoderDecoderModel.from_config(cfg).loss_sums(params, batch, z_loss=1e-4,
-                                                              label_smoothing=0.1)
-  np.testing.assert_allclose(float(metrics["loss"]), float(total) / float(aux["weight"]),
-                             rtol=1e-5)
+  total, aux = EncoderDecoderModel.from_config(cfg).loss_sums(
+    params, batch, z_loss=1e-4, label_smoothing=0.1
+  )
+  np.testing.assert_allclose(float(metrics["loss"]), float(total) / float(aux["weight"]), rtol=1e-5)
   *_, plain_step, _ = _step_inputs()
   _, plain = jax.jit(plain_step)(state, batch)
   assert abs(float(metrics["loss"]) - float(plain["loss"])) > 1e-3

@@ -20,22 +20,31 @@ accepts the path reads it. Each format module provides:
 
 To add a format, write such a module and add (name, what it looks like) to `FORMATS`.
 """
+
 import dataclasses
 import importlib
 from typing import Callable, Optional, Union
 
-from t0jax.checkpoints.hf import (CheckpointError, CheckpointNotFoundError, config_from_hf,
-                                  config_to_hf, load_hf_checkpoint, save_hf_checkpoint)
+from t0jax.checkpoints.hf import (
+  CheckpointError,
+  CheckpointNotFoundError,
+  config_from_hf,
+  config_to_hf,
+  load_hf_checkpoint,
+  save_hf_checkpoint,
+)
 from t0jax.model.config import RUNTIME_FIELDS, T5Config, describe_diff, shape_diff
 
 # (module of this package, what a user points at), in detection order.
 FORMATS = (
-    ("hf", "a Hugging Face T5 directory (config.json + model.safetensors or its index)"),
-    ("torch_bin", "a Hugging Face T5 directory with pytorch_model.bin or its index"),
-    ("flax_msgpack", "a Hugging Face T5 directory with flax_model.msgpack or its index"),
-    ("orbax", "a t0jax training checkpoint (a MODEL_DIR, its checkpoints/ folder, or one step "
-              "folder)"),
-    ("t5x", "a T5X checkpoint (a checkpoint_<step> folder, its 'checkpoint' file, or a model dir)"),
+  ("hf", "a Hugging Face T5 directory (config.json + model.safetensors or its index)"),
+  ("torch_bin", "a Hugging Face T5 directory with pytorch_model.bin or its index"),
+  ("flax_msgpack", "a Hugging Face T5 directory with flax_model.msgpack or its index"),
+  (
+    "orbax",
+    "a t0jax training checkpoint (a MODEL_DIR, its checkpoints/ folder, or one step folder)",
+  ),
+  ("t5x", "a T5X checkpoint (a checkpoint_<step> folder, its 'checkpoint' file, or a model dir)"),
 )
 
 
@@ -55,25 +64,34 @@ def _module(name: str):
 
 def _exists(path: str) -> bool:
   from etils import epath
+
   return epath.Path(path).exists()
 
 
 def _not_a_checkpoint(path: str, flag: str) -> CheckpointError:
   from etils import epath
+
   expected = "; or ".join(what for _, what in FORMATS)
   try:
     found = sorted(p.name for p in epath.Path(path).iterdir())
   except (OSError, NotADirectoryError):
     found = None
-  seen = "" if found is None else f" It holds: {', '.join(found[:8]) or 'nothing'}" + (
-      ", ..." if len(found) > 8 else "") + "."
-  return CheckpointError(f"{flag} {path}: not a checkpoint t0jax can read; expected {expected}."
-                         + seen)
+  seen = (
+    ""
+    if found is None
+    else f" It holds: {', '.join(found[:8]) or 'nothing'}"
+    + (", ..." if len(found) > 8 else "")
+    + "."
+  )
+  return CheckpointError(
+    f"{flag} {path}: not a checkpoint t0jax can read; expected {expected}." + seen
+  )
 
 
 def read_config(path, *, flag: str = "--checkpoint") -> CheckpointInfo:
   """Which format `path` is in, and its model config, step and vocabulary (no arrays read)."""
   from t0jax.data.vocab import checkpoint_vocabulary
+
   path = str(path)
   if not _exists(path):
     raise CheckpointNotFoundError(f"{flag} {path} does not exist.")
@@ -82,22 +100,35 @@ def read_config(path, *, flag: str = "--checkpoint") -> CheckpointInfo:
     if module.detect(path):
       read_step = getattr(module, "read_step", None)
       vocabulary = checkpoint_vocabulary(path) if "://" not in path else None
-      return CheckpointInfo(cfg=module.read_config(path), format=name,
-                            step=read_step(path) if read_step else None,
-                            vocabulary=str(vocabulary) if vocabulary else None, root=path)
+      return CheckpointInfo(
+        cfg=module.read_config(path),
+        format=name,
+        step=read_step(path) if read_step else None,
+        vocabulary=str(vocabulary) if vocabulary else None,
+        root=path,
+      )
   raise _not_a_checkpoint(path, flag)
 
 
 def _check_shape(info: CheckpointInfo, cfg: T5Config, flag: str, ignore=()) -> None:
   diff = {k: v for k, v in shape_diff(info.cfg, cfg).items() if k not in ignore}
   if diff:
-    raise CheckpointError(f"{flag} {info.root} holds another model shape than the configured "
-                          f"one ({describe_diff(diff, 'checkpoint', 'config')}). Use the "
-                          "checkpoint's model config, or another checkpoint.")
+    raise CheckpointError(
+      f"{flag} {info.root} holds another model shape than the configured "
+      f"one ({describe_diff(diff, 'checkpoint', 'config')}). Use the "
+      "checkpoint's model config, or another checkpoint."
+    )
 
 
-def load(path, *, shardings: Union[None, Callable, object] = None, cfg: Optional[T5Config] = None,
-         dtype: Optional[str] = None, flag: str = "--checkpoint", info: Optional[CheckpointInfo] = None):
+def load(
+  path,
+  *,
+  shardings: Union[None, Callable, object] = None,
+  cfg: Optional[T5Config] = None,
+  dtype: Optional[str] = None,
+  flag: str = "--checkpoint",
+  info: Optional[CheckpointInfo] = None,
+):
   """(cfg, params, info) of the checkpoint at `path`, whatever its format.
 
   `cfg`: the model the caller expects; the checkpoint must have its shapes (else CheckpointError
@@ -108,6 +139,7 @@ def load(path, *, shardings: Union[None, Callable, object] = None, cfg: Optional
   result already in hand (not read again).
   """
   import jax
+
   info = info or read_config(path, flag=flag)
   if cfg is not None:
     # An HF config that says "tied" may hold an untied head: that is known after loading.
@@ -117,8 +149,9 @@ def load(path, *, shardings: Union[None, Callable, object] = None, cfg: Optional
     runtime["dtype"] = dtype
   target = info.cfg.replace(**runtime)
   placed = shardings(target) if callable(shardings) else shardings
-  loaded, params = _module(info.format).load_params(str(path), target, placed,
-                                                    scan_layers=target.scan_layers)
+  loaded, params = _module(info.format).load_params(
+    str(path), target, placed, scan_layers=target.scan_layers
+  )
   loaded = loaded.replace(**runtime)
   if cfg is not None:
     _check_shape(dataclasses.replace(info, cfg=loaded), cfg, flag)
@@ -127,6 +160,15 @@ def load(path, *, shardings: Union[None, Callable, object] = None, cfg: Optional
   return loaded, params, dataclasses.replace(info, cfg=loaded)
 
 
-__all__ = ["FORMATS", "CheckpointError", "CheckpointInfo", "CheckpointNotFoundError",
-           "config_from_hf", "config_to_hf", "load", "load_hf_checkpoint", "read_config",
-           "save_hf_checkpoint"]
+__all__ = [
+  "FORMATS",
+  "CheckpointError",
+  "CheckpointInfo",
+  "CheckpointNotFoundError",
+  "config_from_hf",
+  "config_to_hf",
+  "load",
+  "load_hf_checkpoint",
+  "read_config",
+  "save_hf_checkpoint",
+]

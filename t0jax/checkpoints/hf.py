@@ -6,6 +6,7 @@ HF-named tensors: safetensors here, `pytorch_model.bin` (torch_bin.py) and `flax
 Tensors are converted one at a time, so importing an 11B model needs about one copy of its
 parameters in memory, not two; with shardings, each tensor goes straight to its devices.
 """
+
 import dataclasses
 import functools
 import json
@@ -20,7 +21,6 @@ from typing import Optional
 import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read bf16 files)
 import numpy as np
-import ml_dtypes
 from etils import epath
 from safetensors.numpy import save_file
 
@@ -36,12 +36,18 @@ INDEX_FILE = "model.safetensors.index.json"
 _MODEL_TYPES = ("t5", "mt5")
 _ARCHITECTURES = ("T5ForConditionalGeneration", "T5WithLMHeadModel", "MT5ForConditionalGeneration")
 # HF's "gated-gelu" is the tanh approximation of GELU ("gelu_new"), as is t0jax's "gelu".
-_FEED_FORWARD = {"relu": ("relu",), "gated-gelu": ("gelu", "linear"),
-                 "gated-gelu_new": ("gelu", "linear")}
+_FEED_FORWARD = {
+  "relu": ("relu",),
+  "gated-gelu": ("gelu", "linear"),
+  "gated-gelu_new": ("gelu", "linear"),
+}
 # Tensors some exports carry that add nothing: copies of `shared.weight`, and a cross-attention
 # bias table that T5 never uses.
-_REDUNDANT = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
-              "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
+_REDUNDANT = (
+  "encoder.embed_tokens.weight",
+  "decoder.embed_tokens.weight",
+  "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+)
 
 
 class CheckpointError(ValueError):
@@ -104,14 +110,21 @@ def _tensors(cfg: T5Config) -> list:
 
   def mlp(prefix, path):
     for name in wi:
-      out.append(_Tensor(f"{prefix}.{name}.weight", path + ("mlp", name, "kernel"), "transpose",
-                         (f, d)))
+      out.append(
+        _Tensor(f"{prefix}.{name}.weight", path + ("mlp", name, "kernel"), "transpose", (f, d))
+      )
     out.append(_Tensor(f"{prefix}.wo.weight", path + ("mlp", "wo", "kernel"), "transpose", (d, f)))
 
   rel = (cfg.relative_attention_num_buckets, cfg.num_heads)
   for stack, n in (("encoder", cfg.num_layers), ("decoder", cfg.decoder_layers)):
-    out.append(_Tensor(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                       (stack, "relpos_bias", "rel_embedding"), "transpose", rel))
+    out.append(
+      _Tensor(
+        f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+        (stack, "relpos_bias", "rel_embedding"),
+        "transpose",
+        rel,
+      )
+    )
     for i in range(n):
       b, p = f"{stack}.block.{i}.layer", (stack, f"layers_{i}")
       if stack == "encoder":
@@ -128,7 +141,9 @@ def _tensors(cfg: T5Config) -> list:
         mlp(f"{b}.2.DenseReluDense", p)
     norm(f"{stack}.final_layer_norm.weight", (stack, f"{stack}_norm"))
   if not cfg.tie_word_embeddings:
-    out.append(_Tensor("lm_head.weight", ("decoder", "logits_dense", "kernel"), "transpose", (v, d)))
+    out.append(
+      _Tensor("lm_head.weight", ("decoder", "logits_dense", "kernel"), "transpose", (v, d))
+    )
   return out
 
 
@@ -152,29 +167,37 @@ def config_from_hf(hf: dict, source: str = CONFIG_FILE) -> T5Config:
   model_type, archs = hf.get("model_type", "t5"), hf.get("architectures") or []
   if model_type not in _MODEL_TYPES or any(a not in _ARCHITECTURES for a in archs):
     raise CheckpointError(
-        f"{source}: model_type {model_type!r}, architectures {archs} is not supported. t0jax reads "
-        "T5ForConditionalGeneration and MT5ForConditionalGeneration checkpoints (T5 v1.0, v1.1, "
-        "LM-adapted, T0/T0p/T0pp, mT5/mT0); umT5, LongT5 and encoder-only models have other "
-        "layouts.")
+      f"{source}: model_type {model_type!r}, architectures {archs} is not supported. t0jax reads "
+      "T5ForConditionalGeneration and MT5ForConditionalGeneration checkpoints (T5 v1.0, v1.1, "
+      "LM-adapted, T0/T0p/T0pp, mT5/mT0); umT5, LongT5 and encoder-only models have other "
+      "layouts."
+    )
   proj = hf.get("feed_forward_proj", "relu")
   if proj not in _FEED_FORWARD:
-    raise CheckpointError(f"{source}: feed_forward_proj {proj!r} is unsupported; t0jax supports "
-                          f"{sorted(_FEED_FORWARD)}.")
+    raise CheckpointError(
+      f"{source}: feed_forward_proj {proj!r} is unsupported; t0jax supports "
+      f"{sorted(_FEED_FORWARD)}."
+    )
   scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
   if model_type == "mt5":  # mT5 never scales its logits; transformers 5 writes tie=True for it
     scaled = bool(hf.get("scale_decoder_outputs", False))
   try:
     num_layers = int(hf.get("num_layers", 6))
     return T5Config(
-        vocab_size=int(hf.get("vocab_size", 32128)), d_model=int(hf.get("d_model", 512)),
-        num_heads=int(hf.get("num_heads", 8)), head_dim=int(hf.get("d_kv", 64)),
-        d_ff=int(hf.get("d_ff", 2048)), num_layers=num_layers,
-        num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
-        mlp_activations=_FEED_FORWARD[proj], tie_word_embeddings=bool(scaled),
-        relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
-        relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
-        dropout_rate=float(hf.get("dropout_rate", 0.1)),
-        layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)))
+      vocab_size=int(hf.get("vocab_size", 32128)),
+      d_model=int(hf.get("d_model", 512)),
+      num_heads=int(hf.get("num_heads", 8)),
+      head_dim=int(hf.get("d_kv", 64)),
+      d_ff=int(hf.get("d_ff", 2048)),
+      num_layers=num_layers,
+      num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
+      mlp_activations=_FEED_FORWARD[proj],
+      tie_word_embeddings=bool(scaled),
+      relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
+      relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
+      dropout_rate=float(hf.get("dropout_rate", 0.1)),
+      layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)),
+    )
   except (TypeError, ValueError) as e:
     raise CheckpointError(f"{source}: a size or rate is not a number ({e}); fix the file.") from e
 
@@ -184,23 +207,38 @@ def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
   acts = tuple(cfg.mlp_activations)
   proj = {("relu",): "relu", ("gelu", "linear"): "gated-gelu"}.get(acts)
   if proj is None:
-    raise CheckpointError(f"T5Config.mlp_activations={acts} has no Hugging Face equivalent; HF T5 "
-                          "supports ('relu',) (v1.0) and ('gelu', 'linear') (v1.1).")
+    raise CheckpointError(
+      f"T5Config.mlp_activations={acts} has no Hugging Face equivalent; HF T5 "
+      "supports ('relu',) (v1.0) and ('gelu', 'linear') (v1.1)."
+    )
   dtype_name = _np_dtype(dtype).name
   return {
-      "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
-      "vocab_size": cfg.vocab_size, "d_model": cfg.d_model, "d_kv": cfg.head_dim,
-      "d_ff": cfg.d_ff, "num_heads": cfg.num_heads, "num_layers": cfg.num_layers,
-      "num_decoder_layers": cfg.decoder_layers,
-      "relative_attention_num_buckets": cfg.relative_attention_num_buckets,
-      "relative_attention_max_distance": cfg.relative_attention_max_distance,
-      "dropout_rate": cfg.dropout_rate, "layer_norm_epsilon": cfg.layer_norm_epsilon,
-      "initializer_factor": 1.0, "feed_forward_proj": proj,
-      "dense_act_fn": "relu" if proj == "relu" else "gelu_new", "is_gated_act": proj != "relu",
-      "tie_word_embeddings": cfg.tie_word_embeddings,
-      "scale_decoder_outputs": cfg.tie_word_embeddings,
-      "is_encoder_decoder": True, "use_cache": True, "decoder_start_token_id": 0,
-      "pad_token_id": PAD_ID, "eos_token_id": EOS_ID, "torch_dtype": dtype_name, "dtype": dtype_name,
+    "architectures": ["T5ForConditionalGeneration"],
+    "model_type": "t5",
+    "vocab_size": cfg.vocab_size,
+    "d_model": cfg.d_model,
+    "d_kv": cfg.head_dim,
+    "d_ff": cfg.d_ff,
+    "num_heads": cfg.num_heads,
+    "num_layers": cfg.num_layers,
+    "num_decoder_layers": cfg.decoder_layers,
+    "relative_attention_num_buckets": cfg.relative_attention_num_buckets,
+    "relative_attention_max_distance": cfg.relative_attention_max_distance,
+    "dropout_rate": cfg.dropout_rate,
+    "layer_norm_epsilon": cfg.layer_norm_epsilon,
+    "initializer_factor": 1.0,
+    "feed_forward_proj": proj,
+    "dense_act_fn": "relu" if proj == "relu" else "gelu_new",
+    "is_gated_act": proj != "relu",
+    "tie_word_embeddings": cfg.tie_word_embeddings,
+    "scale_decoder_outputs": cfg.tie_word_embeddings,
+    "is_encoder_decoder": True,
+    "use_cache": True,
+    "decoder_start_token_id": 0,
+    "pad_token_id": PAD_ID,
+    "eos_token_id": EOS_ID,
+    "torch_dtype": dtype_name,
+    "dtype": dtype_name,
   }
 
 
@@ -209,9 +247,18 @@ def config_to_hf(cfg: T5Config, dtype=np.float32) -> dict:
 
 
 # safetensors' dtype names; bf16 is ml_dtypes' (numpy has none).
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-              "BOOL": np.bool_}
+_ST_DTYPES = {
+  "F64": np.float64,
+  "F32": np.float32,
+  "F16": np.float16,
+  "BF16": ml_dtypes.bfloat16,
+  "I64": np.int64,
+  "I32": np.int32,
+  "I16": np.int16,
+  "I8": np.int8,
+  "U8": np.uint8,
+  "BOOL": np.bool_,
+}
 
 
 class _SafetensorsFile:
@@ -230,18 +277,19 @@ class _SafetensorsFile:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
     except (OSError, ValueError) as e:
-      raise CheckpointError(f"{path}: not a readable safetensors file ({e}); download it "
-                            "again.") from e
+      raise CheckpointError(
+        f"{path}: not a readable safetensors file ({e}); download it again."
+      ) from e
     header.pop("__metadata__", None)
     self._data_start = 8 + size
     self.tensors = {}
     for name, entry in header.items():
       if entry.get("dtype") not in _ST_DTYPES:
-        raise CheckpointError(f"{path}: tensor {name} has dtype {entry.get('dtype')!r}, which "
-                              "t0jax does not read.")
+        raise CheckpointError(
+          f"{path}: tensor {name} has dtype {entry.get('dtype')!r}, which t0jax does not read."
+        )
       begin, end = entry["data_offsets"]
-      self.tensors[name] = (np.dtype(_ST_DTYPES[entry["dtype"]]), tuple(entry["shape"]), begin,
-                            end)
+      self.tensors[name] = (np.dtype(_ST_DTYPES[entry["dtype"]]), tuple(entry["shape"]), begin, end)
 
   def read(self, name: str, start_row: int = 0, stop_row=None) -> np.ndarray:
     dtype, shape, begin, end = self.tensors[name]
@@ -253,8 +301,9 @@ class _SafetensorsFile:
     with self.path.open("rb") as f:
       f.seek(self._data_start + begin)
       if read_into(f, out) != end - begin:
-        raise CheckpointError(f"{self.path}: tensor {name} is cut short (the file is truncated); "
-                              "download it again.")
+        raise CheckpointError(
+          f"{self.path}: tensor {name} is cut short (the file is truncated); download it again."
+        )
     return out
 
 
@@ -272,8 +321,9 @@ class _TensorFiles:
       try:
         weight_map = json.loads(index.read_text())["weight_map"]
       except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{index}: not a safetensors index (needs a 'weight_map' "
-                              f"object): {e}") from e
+        raise CheckpointError(
+          f"{index}: not a safetensors index (needs a 'weight_map' object): {e}"
+        ) from e
       files = [directory / name for name in sorted(set(weight_map.values()))]
     elif single.exists():
       files = [single]
@@ -282,8 +332,10 @@ class _TensorFiles:
     self.names = {}
     for file in files:
       if not file.exists():
-        raise CheckpointNotFoundError(f"{index} lists shard {file.name}, which is missing from "
-                                      f"{directory}; download the complete checkpoint.")
+        raise CheckpointNotFoundError(
+          f"{index} lists shard {file.name}, which is missing from "
+          f"{directory}; download the complete checkpoint."
+        )
       opened = _SafetensorsFile(file)
       for name in opened.tensors:
         self.names[name] = opened
@@ -304,19 +356,24 @@ def read_into(f, out: np.ndarray) -> int:
   if hasattr(f, "readinto"):  # local files: straight into the array, no intermediate copy
     return f.readinto(view)
   data = f.read(view.size)  # remote (gs://) file objects may only offer read()
-  view[:len(data)] = np.frombuffer(data, np.uint8)
+  view[: len(data)] = np.frombuffer(data, np.uint8)
   return len(data)
 
 
 def _no_safetensors_message(directory: Path) -> str:
-  found = sorted(p.name for p in directory.glob("*.bin")) + sorted(
-      p.name for p in directory.glob("*.h5")) + sorted(p.name for p in directory.glob("*.msgpack"))
+  found = (
+    sorted(p.name for p in directory.glob("*.bin"))
+    + sorted(p.name for p in directory.glob("*.h5"))
+    + sorted(p.name for p in directory.glob("*.msgpack"))
+  )
   msg = f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}"
   if not found:
     return msg + "; point --checkpoint at a Hugging Face T5 checkpoint directory."
-  return (msg + f" (found {', '.join(found)}). Load the directory with "
-          "t0jax.checkpoints.load, which reads pytorch_model.bin and flax_model.msgpack too (a "
-          "TensorFlow tf_model.h5 is not read: use one of the others).")
+  return (
+    msg + f" (found {', '.join(found)}). Load the directory with "
+    "t0jax.checkpoints.load, which reads pytorch_model.bin and flax_model.msgpack too (a "
+    "TensorFlow tf_model.h5 is not read: use one of the others)."
+  )
 
 
 def read_hf_config(directory) -> dict:
@@ -326,8 +383,10 @@ def read_hf_config(directory) -> dict:
     raise CheckpointNotFoundError(f"Checkpoint directory {directory} does not exist.")
   path = directory / CONFIG_FILE
   if not path.exists():
-    raise CheckpointNotFoundError(f"{directory} has no {CONFIG_FILE}; a Hugging Face checkpoint "
-                                  "directory holds config.json next to model.safetensors.")
+    raise CheckpointNotFoundError(
+      f"{directory} has no {CONFIG_FILE}; a Hugging Face checkpoint "
+      "directory holds config.json next to model.safetensors."
+    )
   try:
     return json.loads(path.read_text())
   except ValueError as e:
@@ -344,12 +403,11 @@ def _output_head(cfg: T5Config, files: _TensorFiles):
   if cfg.tie_word_embeddings:
     if not has_head or np.array_equal(files.get("lm_head.weight"), files.get("shared.weight")):
       return cfg, None, 1.0
-    return cfg.replace(tie_word_embeddings=False), "lm_head.weight", cfg.d_model ** -0.5
+    return cfg.replace(tie_word_embeddings=False), "lm_head.weight", cfg.d_model**-0.5
   return cfg, ("lm_head.weight" if has_head else "shared.weight"), 1.0
 
 
-def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False,
-                       shardings=None):
+def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False, shardings=None):
   """(T5Config, params) from an HF T5ForConditionalGeneration directory of safetensors.
 
   Parameters are numpy arrays of `dtype` (bf16 or fp32 on disk is converted); `scan_layers`
@@ -357,12 +415,20 @@ def load_hf_checkpoint(directory, *, dtype=np.float32, scan_layers: bool = False
   """
   directory = epath.Path(directory)
   cfg = config_from_hf(read_hf_config(directory), str(directory / CONFIG_FILE))
-  return load_from_source(_TensorFiles(directory), cfg, dtype=dtype, scan_layers=scan_layers,
-                          shardings=shardings)
+  return load_from_source(
+    _TensorFiles(directory), cfg, dtype=dtype, scan_layers=scan_layers, shardings=shardings
+  )
 
 
-def load_from_source(files, cfg: T5Config, *, dtype=np.float32, scan_layers: bool = False,
-                     shardings=None, lazy: bool = False):
+def load_from_source(
+  files,
+  cfg: T5Config,
+  *,
+  dtype=np.float32,
+  scan_layers: bool = False,
+  shardings=None,
+  lazy: bool = False,
+):
   """(T5Config, params) from any source of HF-named tensors (see `_TensorFiles`).
 
   With `shardings` (a tree like the params, of `jax.sharding.Sharding`), each unscanned tensor
@@ -382,22 +448,25 @@ def load_from_source(files, cfg: T5Config, *, dtype=np.float32, scan_layers: boo
   missing = [t.hf_name for t in entries if t.hf_name not in files.names]
   if missing:
     raise CheckpointError(
-        f"{directory}: {len(missing)} tensor(s) that {CONFIG_FILE} implies are missing, e.g. "
-        f"{missing[:3]}. Check that config.json belongs to these weights.")
+      f"{directory}: {len(missing)} tensor(s) that {CONFIG_FILE} implies are missing, e.g. "
+      f"{missing[:3]}. Check that config.json belongs to these weights."
+    )
   allowed = wanted | set(_REDUNDANT) | {"lm_head.weight"}
   unexpected = sorted(set(files.names) - allowed)
   if unexpected:
     raise CheckpointError(
-        f"{directory}: {len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}; the weights "
-        f"do not match a T5ForConditionalGeneration with this {CONFIG_FILE}.")
+      f"{directory}: {len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}; the weights "
+      f"do not match a T5ForConditionalGeneration with this {CONFIG_FILE}."
+    )
 
   cfg = cfg.replace(scan_layers=scan_layers)
   for t in entries:
     found = tuple(files.shape(t.hf_name))
     if found != t.hf_shape:
       raise CheckpointError(
-          f"{directory}: tensor {t.hf_name} (t0jax {'/'.join(t.path)}) has shape {list(found)}, "
-          f"expected {list(t.hf_shape)} from {CONFIG_FILE}.")
+        f"{directory}: tensor {t.hf_name} (t0jax {'/'.join(t.path)}) has shape {list(found)}, "
+        f"expected {list(t.hf_shape)} from {CONFIG_FILE}."
+      )
   stream = shardings is not None and not scan_layers
   params: dict = {}
   if lazy:
@@ -447,13 +516,14 @@ def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray
     for r in range(0, block.shape[0], _TILE):
       r_stop = min(r + _TILE, block.shape[0])
       for c in range(0, cols, _TILE):
-        out[c:c + _TILE, start + r:start + r_stop] = block[r:r_stop, c:c + _TILE].T
+        out[c : c + _TILE, start + r : start + r_stop] = block[r:r_stop, c : c + _TILE].T
   return out.reshape(_t0jax_shape(t, cfg))
 
 
 @dataclasses.dataclass(frozen=True)
 class Deferred:
   """A parameter not read yet: its shape and dtype, and how to read it (`np.asarray(leaf)`)."""
+
   shape: tuple
   dtype: np.dtype
   read: object  # () -> np.ndarray
@@ -471,7 +541,8 @@ def has_weights(path, weights_file: str = WEIGHTS_FILE, index_file: str = INDEX_
   format (safetensors, pytorch_model.bin, flax_model.msgpack) is detected by this rule."""
   path = epath.Path(path)
   return (path / CONFIG_FILE).exists() and (
-      (path / weights_file).exists() or (path / index_file).exists())
+    (path / weights_file).exists() or (path / index_file).exists()
+  )
 
 
 def detect(path) -> bool:
@@ -484,20 +555,23 @@ def read_config(path) -> T5Config:
   return config_from_hf(read_hf_config(path), str(epath.Path(path) / CONFIG_FILE))
 
 
-def load_params(path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False,
-                lazy: bool = False):
+def load_params(
+  path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False, lazy: bool = False
+):
   """(T5Config, params) of an HF safetensors directory; the config comes from its config.json."""
   del cfg
   if lazy:  # `Deferred` leaves, for converters (see load_from_source)
-    return load_from_source(_TensorFiles(epath.Path(path)), read_config(path), dtype=dtype,
-                            lazy=True)
+    return load_from_source(
+      _TensorFiles(epath.Path(path)), read_config(path), dtype=dtype, lazy=True
+    )
   return load_hf_checkpoint(path, dtype=dtype, scan_layers=scan_layers, shardings=shardings)
 
 
 def place_on_devices(value: np.ndarray, sharding, dtype) -> jax.Array:
   """`value` as a jax.Array in `sharding`; each device's slice is converted on its own."""
   return jax.make_array_from_callback(
-      value.shape, sharding, lambda index: np.ascontiguousarray(value[index], dtype=dtype))
+    value.shape, sharding, lambda index: np.ascontiguousarray(value[index], dtype=dtype)
+  )
 
 
 def _sharding_at(shardings, path: tuple):
@@ -515,8 +589,9 @@ def _lookup(params, path: tuple):
   try:
     return layout.get_leaf(params, path)
   except KeyError:
-    raise CheckpointError(f"params has no {'/'.join(path)}; they do not match the T5Config "
-                          "given to save_hf_checkpoint.") from None
+    raise CheckpointError(
+      f"params has no {'/'.join(path)}; they do not match the T5Config given to save_hf_checkpoint."
+    ) from None
 
 
 def _parse_size(size) -> int:
@@ -526,8 +601,9 @@ def _parse_size(size) -> int:
   if not m:
     raise CheckpointError(f"max_shard_size={size!r}: use bytes or a size like '2GB' or '500MB'.")
   unit = (m.group(2) or "B").upper()
-  scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
-           "GIB": 2**30}[unit]
+  scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}[
+    unit
+  ]
   return int(float(m.group(1)) * scale)
 
 
@@ -543,9 +619,16 @@ def _plan_shards(entries: list, itemsize: int, max_bytes: int) -> list:
   return shards + [current]
 
 
-def save_hf_checkpoint(params, cfg: T5Config, directory, *, dtype=np.float32,
-                       max_shard_size="2GB", vocab_path: Optional[str] = None,
-                       overwrite: bool = False) -> Path:
+def save_hf_checkpoint(
+  params,
+  cfg: T5Config,
+  directory,
+  *,
+  dtype=np.float32,
+  max_shard_size="2GB",
+  vocab_path: Optional[str] = None,
+  overwrite: bool = False,
+) -> Path:
   """Write `params` as an HF T5ForConditionalGeneration checkpoint that transformers loads.
 
   Accepts the unscanned or the scanned layout. Files are written to a temporary sibling directory
@@ -554,24 +637,31 @@ def save_hf_checkpoint(params, cfg: T5Config, directory, *, dtype=np.float32,
   """
   target = Path(directory)
   if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-    raise CheckpointError(f"{target} already exists and is not empty; choose a new directory or "
-                          "pass overwrite=True.")
+    raise CheckpointError(
+      f"{target} already exists and is not empty; choose a new directory or pass overwrite=True."
+    )
   if vocab_path is not None and not Path(vocab_path).is_file():
-    raise CheckpointNotFoundError(f"Vocabulary {vocab_path} does not exist; pass the "
-                                  "sentencepiece model the checkpoint was trained with.")
+    raise CheckpointNotFoundError(
+      f"Vocabulary {vocab_path} does not exist; pass the "
+      "sentencepiece model the checkpoint was trained with."
+    )
   dtype = _np_dtype(dtype)
   hf_config = config_to_hf(cfg, dtype)
   entries = _tensors(cfg)
   exported = {t.path for t in entries}
   extra = sorted("/".join(p) for p in set(layout.unscanned_paths(params, cfg)) - exported)
   if extra:
-    raise CheckpointError(f"params hold {len(extra)} parameter(s) the T5Config does not describe, "
-                          f"e.g. {extra[:3]}; pass the config the params were created with.")
+    raise CheckpointError(
+      f"params hold {len(extra)} parameter(s) the T5Config does not describe, "
+      f"e.g. {extra[:3]}; pass the config the params were created with."
+    )
   for t in entries:
     found, expected = tuple(np.shape(_lookup(params, t.path))), _t0jax_shape(t, cfg)
     if found != expected:
-      raise CheckpointError(f"parameter {'/'.join(t.path)} has shape {list(found)}, expected "
-                            f"{list(expected)} from the T5Config.")
+      raise CheckpointError(
+        f"parameter {'/'.join(t.path)} has shape {list(found)}, expected "
+        f"{list(expected)} from the T5Config."
+      )
 
   shards = _plan_shards(entries, dtype.itemsize, _parse_size(max_shard_size))
   target.parent.mkdir(parents=True, exist_ok=True)
@@ -579,16 +669,23 @@ def save_hf_checkpoint(params, cfg: T5Config, directory, *, dtype=np.float32,
   try:
     weight_map = {}
     for i, shard in enumerate(shards):
-      name = WEIGHTS_FILE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-      tensors = {t.hf_name: np.ascontiguousarray(
-          _to_hf(t.kind, np.asarray(_lookup(params, t.path)), cfg), dtype=dtype) for t in shard}
+      name = (
+        WEIGHTS_FILE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+      )
+      tensors = {
+        t.hf_name: np.ascontiguousarray(
+          _to_hf(t.kind, np.asarray(_lookup(params, t.path)), cfg), dtype=dtype
+        )
+        for t in shard
+      }
       save_file(tensors, str(tmp / name), metadata={"format": "pt"})
       weight_map.update({t.hf_name: name for t in shard})
       del tensors
     if len(shards) > 1:
       total = sum(math.prod(t.hf_shape) for t in entries) * dtype.itemsize
-      (tmp / INDEX_FILE).write_text(json.dumps(
-          {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+      (tmp / INDEX_FILE).write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+      )
     (tmp / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     if vocab_path is not None:
       shutil.copyfile(vocab_path, tmp / VOCAB_FILE)

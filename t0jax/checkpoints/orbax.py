@@ -7,6 +7,7 @@ As a format of t0jax/checkpoints/__init__.py (`detect`, `read_config`, `read_ste
 `load_params`), a t0jax checkpoint is named by its MODEL_DIR, its `checkpoints/` folder (the
 latest step is read) or one step folder.
 """
+
 import json
 import logging
 import os
@@ -30,11 +31,15 @@ class Checkpointer:
 
   def __init__(self, directory: str, keep: Optional[int] = 3, async_save: bool = True):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save,
-                                           cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "data", "config"))
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep,
+      create=True,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True,
+    )
+    self.manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=("state", "data", "config")
+    )
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -44,29 +49,38 @@ class Checkpointer:
 
   def save(self, step: int, state, data: Mapping, config: Mapping, force: bool = False) -> bool:
     return self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      data=ocp.args.JsonSave(dict(data)),
-                                      config=ocp.args.JsonSave(dict(config))),
-        force=force)
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(dict(data)),
+        config=ocp.args.JsonSave(dict(config)),
+      ),
+      force=force,
+    )
 
   def read_meta(self, step: int):
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        data=ocp.args.JsonRestore(), config=ocp.args.JsonRestore()))
+    restored = self.manager.restore(
+      step, args=ocp.args.Composite(data=ocp.args.JsonRestore(), config=ocp.args.JsonRestore())
+    )
     return restored["data"], restored["config"]
 
   def restore(self, step: int, abstract_state, expected_config: Optional[Mapping] = None):
     """Restore onto the shardings in `abstract_state` (any mesh shape: Orbax reshards)."""
     data, config = self.read_meta(step)
     if expected_config is not None:
-      diff = shape_diff(T5Config.from_dict(config.get("model", {}), f"{self.directory}/{step}"),
-                        T5Config.from_dict(expected_config.get("model", {})))
+      diff = shape_diff(
+        T5Config.from_dict(config.get("model", {}), f"{self.directory}/{step}"),
+        T5Config.from_dict(expected_config.get("model", {})),
+      )
       if diff:
         details = describe_diff(diff)
         raise IncompatibleCheckpointError(
-            f"Checkpoint {self.directory}/{step} holds a different model ({details}). Nothing was "
-            "overwritten. Use the checkpoint's model config, or a new --model_dir.")
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
+          f"Checkpoint {self.directory}/{step} holds a different model ({details}). Nothing was "
+          "overwritten. Use the checkpoint's model config, or a new --model_dir."
+        )
+    restored = self.manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
     return restored["state"], data, config
 
   def wait(self):
@@ -78,8 +92,9 @@ class Checkpointer:
 
 
 def abstract_with_shardings(shapes, shardings):
-  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                      shapes, shardings)
+  return jax.tree.map(
+    lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+  )
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -98,11 +113,15 @@ def checkpoint_location(path: str):
     return os.path.dirname(path), int(os.path.basename(path))
   if not os.path.isdir(path):
     raise FileNotFoundError(f"Checkpoint {path!r} does not exist.")
-  steps = sorted(int(d) for d in os.listdir(path)
-                 if d.isdigit() and os.path.isdir(os.path.join(path, d, "state")))
+  steps = sorted(
+    int(d)
+    for d in os.listdir(path)
+    if d.isdigit() and os.path.isdir(os.path.join(path, d, "state"))
+  )
   if not steps:
-    raise FileNotFoundError(f"No checkpoint steps in {path!r} (expected step directories "
-                            "written by `t0jax train`).")
+    raise FileNotFoundError(
+      f"No checkpoint steps in {path!r} (expected step directories written by `t0jax train`)."
+    )
   return path, steps[-1]
 
 
@@ -134,8 +153,9 @@ def read_step(path) -> int:
   return checkpoint_location(str(path))[1]
 
 
-def load_params(path, cfg: Optional[T5Config] = None, shardings=None, *,
-                scan_layers: Optional[bool] = None):
+def load_params(
+  path, cfg: Optional[T5Config] = None, shardings=None, *, scan_layers: Optional[bool] = None
+):
   """(T5Config, params) of a t0jax checkpoint: only the parameters (not the optimizer state).
 
   `cfg` supplies the settings that may differ from the run's (dtype, dropout, remat, layout);
@@ -145,6 +165,7 @@ def load_params(path, cfg: Optional[T5Config] = None, shardings=None, *,
   """
   from t0jax.model import init_params
   from t0jax.model.layout import to_layout
+
   saved = read_config(path)
   # The run's shapes; the caller's numerics and layout.
   cfg = saved if cfg is None else saved.replace(**{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
@@ -160,17 +181,27 @@ def load_params(path, cfg: Optional[T5Config] = None, shardings=None, *,
   ckpt_dir, step = checkpoint_location(str(path))
   ckpt = Checkpointer(ckpt_dir, keep=None, async_save=False)
   try:
-    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item={"params": shapes},
-        restore_args={"params": jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s),
-                                             restore_shardings)},
-        partial_restore=True)))
+    restored = ckpt.manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+          item={"params": shapes},
+          restore_args={
+            "params": jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s), restore_shardings)
+          },
+          partial_restore=True,
+        )
+      ),
+    )
   finally:
     ckpt.close()
   params = restored["state"]["params"]
   if not same_layout:
     params = to_layout(jax.tree.map(np.asarray, params), cfg, scanned)
     if shardings is not None:
-      params = jax.tree.map(lambda x, s: jax.make_array_from_callback(
-          x.shape, s, lambda index: x[index]), params, shardings)
+      params = jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
+        params,
+        shardings,
+      )
   return cfg, params

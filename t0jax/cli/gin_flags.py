@@ -1,6 +1,7 @@
 """gin for the commands: finding gin files, T5X's gin flags, T5X names translated or refused
 (t0jax/cli/t5x_names.py), and every gin mistake turned into one line that names the file and
 line (or the flag) and what to do."""
+
 import contextlib
 import difflib
 import importlib
@@ -59,12 +60,15 @@ def resolve_gin_file(name: str, where: str = "") -> str:
       return str(path)
   known = sorted(str(p.relative_to(gin_root().parent)) for p in gin_root().rglob("*.gin"))
   close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-  raise GinConfigError(f"{where or '--gin_file'}: gin file {name!r} not found (looked in "
-                       f"{', '.join(search_paths())}; add its folder with --gin_search_paths)."
-                       + (f" Did you mean: {', '.join(close)}?" if close else ""))
+  raise GinConfigError(
+    f"{where or '--gin_file'}: gin file {name!r} not found (looked in "
+    f"{', '.join(search_paths())}; add its folder with --gin_search_paths)."
+    + (f" Did you mean: {', '.join(close)}?" if close else "")
+  )
 
 
 # --- bindings from flags -------------------------------------------------------------------------
+
 
 def _binding_from_flag(flag: str) -> str:
   name, eq, value = flag.partition("=")
@@ -97,6 +101,7 @@ def _translate(label: str, binding: str, defined: set) -> str:
 
 
 # --- what the gin files define and read ----------------------------------------------------------
+
 
 def _file_texts(files: Sequence[str]) -> List[Tuple[str, str]]:
   """(path, text) of the files and everything they include, in the order gin reads them."""
@@ -140,6 +145,7 @@ def _where_set(name: str, texts, labelled_bindings) -> str:
 
 # --- errors --------------------------------------------------------------------------------------
 
+
 def _location(msg: str, labelled_bindings) -> Tuple[str, str]:
   """gin's 'In file "F", line N' (or bindings line N) -> ('F:N', message without it)."""
   first = msg.strip().splitlines()[0] if msg.strip() else msg
@@ -167,18 +173,22 @@ def _explain(err: BaseException, texts, labelled_bindings) -> str:
   if m:
     name = m.group(1)
     line = re.search(r"\n\s+(\S[^\n]*)$", msg.rstrip())
-    full = (line.group(1).split("=")[0].strip() if line else name)
+    full = line.group(1).split("=")[0].strip() if line else name
     row = t5x_names.lookup(full)
     if row is not None:
       return f"{where}Unknown gin configurable {name!r}: {t5x_names.explain(row)}."
     row = t5x_names.lookup_prefix(name)
     if row is not None:
-      return (f"{where}Unknown gin configurable {name!r}: t0jax spells T5X's names differently "
-              f"(e.g. {row.t5x} -> {row.t0jax}); the table is in docs/t5x.md.")
+      return (
+        f"{where}Unknown gin configurable {name!r}: t0jax spells T5X's names differently "
+        f"(e.g. {row.t5x} -> {row.t0jax}); the table is in docs/t5x.md."
+      )
     close = _closest_configurable(name)
     return f"{where}Unknown gin configurable {name!r}." + (
-        f" Closest: {', '.join(close)}." if close else " Check the spelling, or import the "
-        "module that defines it in the gin file.")
+      f" Closest: {', '.join(close)}."
+      if close
+      else " Check the spelling, or import the module that defines it in the gin file."
+    )
   m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", msg)
   if m:
     fn, param = m.groups()
@@ -189,11 +199,14 @@ def _explain(err: BaseException, texts, labelled_bindings) -> str:
     params = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
     close = difflib.get_close_matches(param, params, n=3)
     return f"{where}Unknown gin parameter {fn}.{param}." + (
-        f" Closest: {', '.join(close)}." if close else f" Valid: {', '.join(params)}.")
+      f" Closest: {', '.join(close)}." if close else f" Valid: {', '.join(params)}."
+    )
   m = re.search(r"No bindings specified for '([^'/]+)/gin.macro'", msg)
   if m:
-    return (f"{_where_used(m.group(1), texts)}the macro {m.group(1)} is read (%{m.group(1)}) but "
-            f"never set: set it in a gin file or with --gin.{m.group(1)}=VALUE.")
+    return (
+      f"{_where_used(m.group(1), texts)}the macro {m.group(1)} is read (%{m.group(1)}) but "
+      f"never set: set it in a gin file or with --gin.{m.group(1)}=VALUE."
+    )
   if isinstance(err, ModuleNotFoundError):
     return f"{where}cannot import {err.name!r}: install it or fix the import line."
   if isinstance(err, SyntaxError) and getattr(err, "filename", None):
@@ -213,6 +226,7 @@ def _unfinished_statement(texts) -> str:
   """tokenize's 'EOF in multi-line statement' comes without a file: find the file, and the line
   of the bracket or string left open."""
   import io
+
   for path, text in texts:
     opened = []
     try:
@@ -222,8 +236,9 @@ def _unfinished_statement(texts) -> str:
         elif tok.type == tokenize.OP and tok.string in ")]}" and opened:
           opened.pop()
     except (tokenize.TokenError, SyntaxError) as e:
-      line = opened[-1] if opened else (e.args[1][0] if isinstance(e, tokenize.TokenError)
-                                        else e.lineno)
+      line = (
+        opened[-1] if opened else (e.args[1][0] if isinstance(e, tokenize.TokenError) else e.lineno)
+      )
       return f"{path}:{line}: gin syntax error: a bracket or string opened here is never closed."
   return "gin syntax error: a bracket or string is never closed."
 
@@ -249,6 +264,7 @@ def _quiet_probes():
 
 # --- value checks --------------------------------------------------------------------------------
 
+
 def _int_at_least(low: int, none_ok: bool = False):
   def check(v):
     if v is None and none_ok:
@@ -256,6 +272,7 @@ def _int_at_least(low: int, none_ok: bool = False):
     if isinstance(v, bool) or not isinstance(v, int):
       return f"must be an integer >= {low}" + (" or None" if none_ok else "")
     return None if v >= low else f"must be >= {low}"
+
   return check
 
 
@@ -285,8 +302,10 @@ def _boolean(v):
 
 def _seed(v):
   if v is None:
-    return ("must be an integer: t0jax replays the data order on resume, so the seed is fixed "
-            "(T5X's None draws one)")
+    return (
+      "must be an integer: t0jax replays the data order on resume, so the seed is fixed "
+      "(T5X's None draws one)"
+    )
   return _int_at_least(0)(v)
 
 
@@ -309,20 +328,32 @@ def _feature_lengths(v):
 
 # Macros whose values are checked after parsing; a macro no file defines is skipped.
 CHECKS = {
-    "TRAIN_STEPS": _int_at_least(1, none_ok=True),
-    "TRAIN_STEPS_RELATIVE": _int_at_least(1, none_ok=True),
-    "BATCH_SIZE": _int_at_least(1), "EVAL_BATCH_SIZE": _int_at_least(1),
-    "CHECKPOINT_PERIOD": _int_at_least(1), "LOG_PERIOD": _int_at_least(1),
-    "EVAL_PERIOD": _int_at_least(0), "EVAL_STEPS": _int_at_least(1),
-    "KEEP_CHECKPOINTS": _int_at_least(1, none_ok=True),
-    "NUM_PARTITIONS": _int_at_least(1), "NUM_MICROBATCHES": _int_at_least(1),
-    "NUM_VIRTUAL_SHARDS": _int_at_least(1), "MAX_EXAMPLES": _int_at_least(1, none_ok=True),
-    "EVAL_MAX_EXAMPLES": _int_at_least(1, none_ok=True),
-    "DROPOUT_RATE": _fraction, "LABEL_SMOOTHING": _fraction, "Z_LOSS": _non_negative,
-    "LEARNING_RATE": _non_negative, "LOSS_NORMALIZING_FACTOR": _normalizing_factor,
-    "USE_CACHED_TASKS": _boolean, "RANDOM_SEED": _seed, "SEED": _seed,
-    "MIXTURE_OR_TASK_NAME": _string, "MODEL_DIR": _string,
-    "INITIAL_CHECKPOINT_PATH": _optional_string, "TASK_FEATURE_LENGTHS": _feature_lengths,
+  "TRAIN_STEPS": _int_at_least(1, none_ok=True),
+  "TRAIN_STEPS_RELATIVE": _int_at_least(1, none_ok=True),
+  "BATCH_SIZE": _int_at_least(1),
+  "EVAL_BATCH_SIZE": _int_at_least(1),
+  "CHECKPOINT_PERIOD": _int_at_least(1),
+  "LOG_PERIOD": _int_at_least(1),
+  "EVAL_PERIOD": _int_at_least(0),
+  "EVAL_STEPS": _int_at_least(1),
+  "KEEP_CHECKPOINTS": _int_at_least(1, none_ok=True),
+  "NUM_PARTITIONS": _int_at_least(1),
+  "NUM_MICROBATCHES": _int_at_least(1),
+  "NUM_VIRTUAL_SHARDS": _int_at_least(1),
+  "MAX_EXAMPLES": _int_at_least(1, none_ok=True),
+  "EVAL_MAX_EXAMPLES": _int_at_least(1, none_ok=True),
+  "DROPOUT_RATE": _fraction,
+  "LABEL_SMOOTHING": _fraction,
+  "Z_LOSS": _non_negative,
+  "LEARNING_RATE": _non_negative,
+  "LOSS_NORMALIZING_FACTOR": _normalizing_factor,
+  "USE_CACHED_TASKS": _boolean,
+  "RANDOM_SEED": _seed,
+  "SEED": _seed,
+  "MIXTURE_OR_TASK_NAME": _string,
+  "MODEL_DIR": _string,
+  "INITIAL_CHECKPOINT_PATH": _optional_string,
+  "TASK_FEATURE_LENGTHS": _feature_lengths,
 }
 
 
@@ -359,13 +390,17 @@ def _import_task_module(defined: set, texts, labelled) -> Optional[str]:
     return None
   where = _where_set("MIXTURE_OR_TASK_MODULE", texts, labelled)
   if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
-    raise GinConfigError(f"{where}: MIXTURE_OR_TASK_MODULE = {module!r} must be a module name "
-                         "such as 'my_project.tasks'.")
+    raise GinConfigError(
+      f"{where}: MIXTURE_OR_TASK_MODULE = {module!r} must be a module name "
+      "such as 'my_project.tasks'."
+    )
   try:
     importlib.import_module(module)
   except ImportError as e:
-    raise GinConfigError(f"{where}: MIXTURE_OR_TASK_MODULE {module!r} cannot be imported ({e}); "
-                         "install it or put its folder on PYTHONPATH.") from e
+    raise GinConfigError(
+      f"{where}: MIXTURE_OR_TASK_MODULE {module!r} cannot be imported ({e}); "
+      "install it or put its folder on PYTHONPATH."
+    ) from e
   gin.parse_config(f"import {module}")  # recorded in gin's imports for the data process
   return module
 
@@ -383,9 +418,14 @@ def _check_unread_macros(texts, read: set) -> None:
       if row is not None:
         raise GinConfigError(f"{path}:{i}: {t5x_names.explain(row)}.")
       close = difflib.get_close_matches(name, sorted(read), n=3)
-      raise GinConfigError(f"{path}:{i}: the macro {name} is set but no gin file reads it."
-                           + (f" Closest: {', '.join(close)}." if close else
-                              " Remove it, or bind it to a parameter (X.param = %" + name + ")."))
+      raise GinConfigError(
+        f"{path}:{i}: the macro {name} is set but no gin file reads it."
+        + (
+          f" Closest: {', '.join(close)}."
+          if close
+          else " Remove it, or bind it to a parameter (X.param = %" + name + ")."
+        )
+      )
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -394,8 +434,12 @@ def _check_unread_macros(texts, read: set) -> None:
 COMMAND_MACROS = {"MIXTURE_OR_TASK_MODULE"}
 
 
-def parse(gin_files: Sequence[str], gin_flags: Sequence[str], finalize: bool = True,
-          flag_labels: Optional[Sequence[str]] = None) -> None:
+def parse(
+  gin_files: Sequence[str],
+  gin_flags: Sequence[str],
+  finalize: bool = True,
+  flag_labels: Optional[Sequence[str]] = None,
+) -> None:
   """Parse gin files and `NAME=VALUE` bindings; every mistake is a GinConfigError of one line.
 
   `flag_labels` name each binding's flag in errors (default `--gin.NAME`)."""
@@ -410,15 +454,17 @@ def parse(gin_files: Sequence[str], gin_flags: Sequence[str], finalize: bool = T
   known = read | defined
   labelled = []
   for i, flag in enumerate(gin_flags):
-    label = (flag_labels[i] if flag_labels else f"--gin.{flag.split('=', 1)[0].strip()}")
+    label = flag_labels[i] if flag_labels else f"--gin.{flag.split('=', 1)[0].strip()}"
     binding = _translate(label, _binding_from_flag(flag), defined)
     labelled.append((label, binding))
   for label, b in labelled:
     name = b.split("=", 1)[0].strip()
     if _MACRO.fullmatch(name) and name not in known:
       close = difflib.get_close_matches(name, sorted(known), n=3)
-      raise GinConfigError(f"{label}: no gin file reads the macro {name}."
-                           + (f" Closest: {', '.join(close)}." if close else ""))
+      raise GinConfigError(
+        f"{label}: no gin file reads the macro {name}."
+        + (f" Closest: {', '.join(close)}." if close else "")
+      )
   try:
     with _quiet_probes():
       gin.parse_config_files_and_bindings(files, [b for _, b in labelled], finalize_config=False)
@@ -445,7 +491,7 @@ def split_gin_args(argv: Sequence[str]):
     elif a == "--gin_file":
       files.append(next(it))
     elif a.startswith("--gin."):
-      flags.append(a[len("--gin."):])
+      flags.append(a[len("--gin.") :])
     else:
       rest.append(a)
   return files, flags, rest

@@ -8,6 +8,7 @@ example: the example's `*_pretokenized` features as `inputs`, then `prediction` 
 `t0jax.evaluate.infer` says what each field holds. gin/runs/infer.gin is read first; T5X's
 --gin.CHECKPOINT_PATH, MIXTURE_OR_TASK_NAME and INFER_OUTPUT_DIR work in place of the flags.
 """
+
 import logging
 import os
 import sys
@@ -23,15 +24,25 @@ log = logging.getLogger("t0jax.infer")
 
 
 @gin.configurable(module="t0jax")
-def infer_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
-                     mixture_or_task_name: str = gin.REQUIRED, output_dir: str = gin.REQUIRED,
-                     mode: str = "predict", split: str = "validation",
-                     task_feature_lengths: Optional[Mapping[str, int]] = None,
-                     batch_size: int = 32, max_examples: Optional[int] = None,
-                     use_cached_tasks: bool = False, num_partitions: int = 1,
-                     axis_rules="standard", dtype: Optional[str] = None,
-                     max_decode_length: int = 64, num_beams: int = 1, length_penalty: float = 0.6,
-                     vocab: Optional[str] = None) -> dict:
+def infer_checkpoint(
+  *,
+  checkpoint_path: str = gin.REQUIRED,
+  mixture_or_task_name: str = gin.REQUIRED,
+  output_dir: str = gin.REQUIRED,
+  mode: str = "predict",
+  split: str = "validation",
+  task_feature_lengths: Optional[Mapping[str, int]] = None,
+  batch_size: int = 32,
+  max_examples: Optional[int] = None,
+  use_cached_tasks: bool = False,
+  num_partitions: int = 1,
+  axis_rules="standard",
+  dtype: Optional[str] = None,
+  max_decode_length: int = 64,
+  num_beams: int = 1,
+  length_penalty: float = 0.6,
+  vocab: Optional[str] = None,
+) -> dict:
   """Load the checkpoint, run `mode` over every task of the mixture; {task: file written}."""
   from t0jax import checkpoints
   from t0jax.data import settings as data_settings
@@ -55,28 +66,52 @@ def infer_checkpoint(*, checkpoint_path: str = gin.REQUIRED,
   tasks = resolve_tasks(mixture_or_task_name)  # unknown names fail here, before any weight
   partitioner = Partitioner(num_partitions, axis_rules)
   cfg, params, info = checkpoints.load(
-      checkpoint_path, shardings=lambda c: partitioner.shardings(logical_axes(c)), dtype=dtype,
-      info=info)
-  return infer_lib.infer(Transformer(cfg), params, cfg, tasks, output_dir, mode=mode,
-                         split=split, batch_size=batch_size,
-                         task_feature_lengths=task_feature_lengths, max_examples=max_examples,
-                         use_cached=use_cached_tasks, partitioner=partitioner,
-                         max_decode_length=max_decode_length, num_beams=num_beams,
-                         length_penalty=length_penalty)
+    checkpoint_path,
+    shardings=lambda c: partitioner.shardings(logical_axes(c)),
+    dtype=dtype,
+    info=info,
+  )
+  return infer_lib.infer(
+    Transformer(cfg),
+    params,
+    cfg,
+    tasks,
+    output_dir,
+    mode=mode,
+    split=split,
+    batch_size=batch_size,
+    task_feature_lengths=task_feature_lengths,
+    max_examples=max_examples,
+    use_cached=use_cached_tasks,
+    partitioner=partitioner,
+    max_decode_length=max_decode_length,
+    num_beams=num_beams,
+    length_penalty=length_penalty,
+  )
 
 
 def _parser():
   p = common.parser(
-      "infer", "T5X's infer: predictions or scores of every example of a SeqIO task or mixture, "
-      "in T5X's {task}-{mode}.jsonl-00000-of-00001 files. gin: " + DEFAULT_GIN + " is read "
-      "first; --gin_file and --gin.NAME=VALUE override it.", gin=True, data=True, multihost=True)
-  p.add_argument("--checkpoint", metavar="PATH",
-                 help="t0jax checkpoint (MODEL_DIR, checkpoints/ or a step dir) or HF T5 dir")
+    "infer",
+    "T5X's infer: predictions or scores of every example of a SeqIO task or mixture, "
+    "in T5X's {task}-{mode}.jsonl-00000-of-00001 files. gin: " + DEFAULT_GIN + " is read "
+    "first; --gin_file and --gin.NAME=VALUE override it.",
+    gin=True,
+    data=True,
+    multihost=True,
+  )
+  p.add_argument(
+    "--checkpoint",
+    metavar="PATH",
+    help="t0jax checkpoint (MODEL_DIR, checkpoints/ or a step dir) or HF T5 dir",
+  )
   p.add_argument("--mixture_or_task", "--mixture", metavar="NAME", help="SeqIO task or mixture")
   p.add_argument("--output_dir", metavar="DIR", help="where the .jsonl files go")
-  p.add_argument("--mode", choices=("predict", "score"),
-                 help="predict (default): decode, or rank answer choices; score: log-likelihood "
-                 "of the targets")
+  p.add_argument(
+    "--mode",
+    choices=("predict", "score"),
+    help="predict (default): decode, or rank answer choices; score: log-likelihood of the targets",
+  )
   p.add_argument("--max_examples", type=int, metavar="N", help="first N examples of each task")
   p.add_argument("--vocab", metavar="PATH", help="sentencepiece model for catalogue tasks")
   return p
@@ -84,21 +119,25 @@ def _parser():
 
 def _bindings(args) -> list:
   out = []
-  for flag, name, value in (("--checkpoint", "CHECKPOINT_PATH", args.checkpoint),
-                            ("--mixture_or_task", "MIXTURE_OR_TASK_NAME", args.mixture_or_task),
-                            ("--output_dir", "INFER_OUTPUT_DIR", args.output_dir),
-                            ("--mode", "INFER_MODE", args.mode),
-                            ("--max_examples", "MAX_EXAMPLES", args.max_examples),
-                            ("--vocab", "VOCAB", args.vocab)):
+  for flag, name, value in (
+    ("--checkpoint", "CHECKPOINT_PATH", args.checkpoint),
+    ("--mixture_or_task", "MIXTURE_OR_TASK_NAME", args.mixture_or_task),
+    ("--output_dir", "INFER_OUTPUT_DIR", args.output_dir),
+    ("--mode", "INFER_MODE", args.mode),
+    ("--max_examples", "MAX_EXAMPLES", args.max_examples),
+    ("--vocab", "VOCAB", args.vocab),
+  ):
     if value is not None:
       out.append((flag, f"{name}={value!r}"))
   return out
 
 
 def _check_required() -> None:
-  for name, flag in (("CHECKPOINT_PATH", "--checkpoint"),
-                     ("MIXTURE_OR_TASK_NAME", "--mixture_or_task"),
-                     ("INFER_OUTPUT_DIR", "--output_dir")):
+  for name, flag in (
+    ("CHECKPOINT_PATH", "--checkpoint"),
+    ("MIXTURE_OR_TASK_NAME", "--mixture_or_task"),
+    ("INFER_OUTPUT_DIR", "--output_dir"),
+  ):
     if gin.query_parameter(f"{name}/macro.value") is gin.REQUIRED:
       raise common.UsageError(f"{flag} is required (or --gin.{name}=...).")
 
@@ -106,6 +145,7 @@ def _check_required() -> None:
 def _body(ctx: common.Context) -> int:
   common.import_tensorflow()
   import t0jax.catalog  # noqa: F401 - registers the catalogue's tasks before gin locks
+
   ctx.parse_gin([DEFAULT_GIN], _bindings(ctx.args))
   _check_required()
   written = infer_checkpoint()
@@ -119,8 +159,16 @@ def _body(ctx: common.Context) -> int:
 def main(argv=None) -> int:
   from t0jax.checkpoints import CheckpointError
   from t0jax.evaluate import EvalDataError
-  return common.run("infer", argv, _parser, _body, gin=True, multihost=True,
-                    bad_input=(EvalDataError, CheckpointError))
+
+  return common.run(
+    "infer",
+    argv,
+    _parser,
+    _body,
+    gin=True,
+    multihost=True,
+    bad_input=(EvalDataError, CheckpointError),
+  )
 
 
 if __name__ == "__main__":

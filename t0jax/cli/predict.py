@@ -8,9 +8,9 @@ A choice scores the summed log-probability of its tokens plus EOS; the input is 
 EOS, as T0 was trained. In a JSONL file, an example without "choices" (key absent or null) is
 generated for; an empty choices list is an error. Never imports TensorFlow.
 """
+
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,26 +28,49 @@ class UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
   p = common.parser(
-      "predict", verbose=False,
-      description="Score answer choices by summed log-likelihood (choice tokens + "
-      "EOS, input without EOS), best first; or generate greedily when no choices are given.")
-  p.add_argument("--checkpoint", required=True, metavar="PATH",
-                 help="a Hugging Face T5 directory, or a t0jax checkpoint (MODEL_DIR, its "
-                      "checkpoints/ folder, or one step folder)")
+    "predict",
+    verbose=False,
+    description="Score answer choices by summed log-likelihood (choice tokens + "
+    "EOS, input without EOS), best first; or generate greedily when no choices are given.",
+  )
+  p.add_argument(
+    "--checkpoint",
+    required=True,
+    metavar="PATH",
+    help="a Hugging Face T5 directory, or a t0jax checkpoint (MODEL_DIR, its "
+    "checkpoints/ folder, or one step folder)",
+  )
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--input", metavar="TEXT", help="one input text")
-  src.add_argument("--input_file", metavar="F.jsonl",
-                   help='one {"input": ..., "choices": [...]} object per line; prints one JSON '
-                        "line per example, in order (choices optional per line)")
-  p.add_argument("--choices", metavar='"A|||B|||C"', help="answer choices for --input, split on |||")
+  src.add_argument(
+    "--input_file",
+    metavar="F.jsonl",
+    help='one {"input": ..., "choices": [...]} object per line; prints one JSON '
+    "line per example, in order (choices optional per line)",
+  )
+  p.add_argument(
+    "--choices", metavar='"A|||B|||C"', help="answer choices for --input, split on |||"
+  )
   p.add_argument("--json", action="store_true", help="print JSON instead of a ranked list")
   p.add_argument("--vocab", metavar="PATH", help="sentencepiece model (default: DIR/spiece.model)")
-  p.add_argument("--batch_size", type=int, default=16,
-                 help="inputs encoded, and choices decoded, per step (default 16)")
-  p.add_argument("--max_decode_length", type=int, default=64,
-                 help="generation: most tokens generated per input (default 64)")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help="activation dtype; parameters stay float32 (default float32)")
+  p.add_argument(
+    "--batch_size",
+    type=int,
+    default=16,
+    help="inputs encoded, and choices decoded, per step (default 16)",
+  )
+  p.add_argument(
+    "--max_decode_length",
+    type=int,
+    default=64,
+    help="generation: most tokens generated per input (default 64)",
+  )
+  p.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="activation dtype; parameters stay float32 (default float32)",
+  )
   return p
 
 
@@ -62,8 +85,10 @@ def _split_choices(text: str) -> list:
   choices = [c.strip() for c in text.split(_SEPARATOR)]
   empty = [i + 1 for i, c in enumerate(choices) if not c]
   if empty:
-    raise UsageError(f"--choices {text!r}: choice {empty[0]} is empty; separate non-empty choices "
-                     f"with {_SEPARATOR}.")
+    raise UsageError(
+      f"--choices {text!r}: choice {empty[0]} is empty; separate non-empty choices "
+      f"with {_SEPARATOR}."
+    )
   return choices
 
 
@@ -113,6 +138,7 @@ def _read_examples(args) -> list:
 def _score(model, params, examples, inputs, vocab, batch_size: int) -> list:
   """Summed choice log-probabilities per example, by the evaluator's scorer."""
   from t0jax.evaluate.scorer import ChoiceScorer, check_examples
+
   choices = [[vocab.encode(c) + [vocab.eos_id] for c in e.choices] for e in examples]
   try:
     check_examples(inputs, choices, model.config.vocab_size)
@@ -124,6 +150,7 @@ def _score(model, params, examples, inputs, vocab, batch_size: int) -> list:
 def _generate(model, params, vocab, inputs: list, batch_size: int, max_length: int) -> list:
   """Greedy generation by the evaluator's generator; decoded texts in input order."""
   from t0jax.evaluate.generate import Generator
+
   outputs = Generator(model, params, batch_size=batch_size).generate(inputs, max_length)
   return [vocab.decode(tokens) for tokens in outputs]
 
@@ -136,6 +163,7 @@ def _run(args) -> None:
   examples = _read_examples(args)
   from t0jax import checkpoints
   from t0jax.data.vocab import find_vocabulary
+
   info = checkpoints.read_config(args.checkpoint)  # a bad path fails before anything is read
   vocab = find_vocabulary(args.checkpoint, args.vocab)
   inputs = [vocab.encode(e.input) for e in examples]
@@ -143,23 +171,33 @@ def _run(args) -> None:
   if empty:
     raise UsageError(f"Example {empty[0] + 1}: the input encodes to no tokens; give some text.")
   if vocab.piece_count > info.cfg.vocab_size:
-    raise UsageError(f"Vocabulary {vocab.path} has {vocab.piece_count} pieces but the checkpoint's "
-                     f"embedding has {info.cfg.vocab_size} rows; use the vocabulary the checkpoint "
-                     "was trained with.")
+    raise UsageError(
+      f"Vocabulary {vocab.path} has {vocab.piece_count} pieces but the checkpoint's "
+      f"embedding has {info.cfg.vocab_size} rows; use the vocabulary the checkpoint "
+      "was trained with."
+    )
   cfg, params, _ = checkpoints.load(args.checkpoint, dtype=args.dtype, info=info)
 
   from t0jax.model import EncoderDecoderModel
+
   model = EncoderDecoderModel.from_config(cfg)
   ranked = [i for i, e in enumerate(examples) if e.choices is not None]
   generate = [i for i, e in enumerate(examples) if e.choices is None]
   results = {}
   if ranked:
-    scores = _score(model, params, [examples[i] for i in ranked], [inputs[i] for i in ranked],
-                    vocab, args.batch_size)
+    scores = _score(
+      model,
+      params,
+      [examples[i] for i in ranked],
+      [inputs[i] for i in ranked],
+      vocab,
+      args.batch_size,
+    )
     results.update(zip(ranked, scores))
   if generate:
-    texts = _generate(model, params, vocab, [inputs[i] for i in generate], args.batch_size,
-                      args.max_decode_length)
+    texts = _generate(
+      model, params, vocab, [inputs[i] for i in generate], args.batch_size, args.max_decode_length
+    )
     results.update(zip(generate, texts))
   as_json = args.json or args.input_file is not None
   for i, example in enumerate(examples):
@@ -169,16 +207,28 @@ def _run(args) -> None:
 def _print(example: Example, result, as_json: bool) -> None:
   if example.choices is None:
     if as_json:
-      print(json.dumps({**example.extra, "input": example.input, "output": result},
-                       ensure_ascii=False), flush=True)
+      print(
+        json.dumps({**example.extra, "input": example.input, "output": result}, ensure_ascii=False),
+        flush=True,
+      )
     else:
       print(result, flush=True)
     return
   best = int(result.argmax())
   if as_json:
-    print(json.dumps({**example.extra, "input": example.input, "choices": example.choices,
-                      "scores": [float(s) for s in result],
-                      "prediction": example.choices[best]}, ensure_ascii=False), flush=True)
+    print(
+      json.dumps(
+        {
+          **example.extra,
+          "input": example.input,
+          "choices": example.choices,
+          "scores": [float(s) for s in result],
+          "prediction": example.choices[best],
+        },
+        ensure_ascii=False,
+      ),
+      flush=True,
+    )
     return
   for rank, j in enumerate(sorted(range(len(result)), key=lambda j: -result[j]), 1):
     print(f"{rank:>3}. {result[j]:12.4f}  {example.choices[j]}", flush=True)
@@ -187,8 +237,14 @@ def _print(example: Example, result, as_json: bool) -> None:
 def main(argv=None) -> int:
   from t0jax.checkpoints.hf import CheckpointError
   from t0jax.data.vocab import VocabularyError
-  return common.run("predict", argv, _parser, lambda ctx: _run(ctx.args),
-                    bad_input=(UsageError, CheckpointError, VocabularyError))
+
+  return common.run(
+    "predict",
+    argv,
+    _parser,
+    lambda ctx: _run(ctx.args),
+    bad_input=(UsageError, CheckpointError, VocabularyError),
+  )
 
 
 if __name__ == "__main__":

@@ -6,19 +6,34 @@ The catalogue (`t0jax.catalog`) builds seqio tasks out of these pieces. Importin
 imports nothing heavy: the names below load their module (and TensorFlow, where it needs it) on
 first use, so `t0jax predict` can use the TF-free vocabulary without TensorFlow.
 """
+
 import importlib
 
 _EXPORTS = {
-    "DEFAULT_VOCAB": "settings", "configure": "settings", "set_data_dir": "settings",
-    "set_source": "settings", "set_tfds_data_dir": "settings", "set_vocab": "settings",
-    "set_p3_dir": "settings", "set_cache_dirs": "settings", "write_cache": "caches",
-    "DataUnavailableError": "readers", "SourceSpec": "readers", "open_split": "readers",
-    "shard_range": "readers", "skip_counts": "skips", "PromptedDataSource": "source",
-    "PromptRef": "source", "answer_index_postprocessor": "preprocessors",
-    "output_features": "preprocessors", "rank_classification_accuracy": "preprocessors",
-    "score_eval_preprocessors": "preprocessors", "tokenize_choices": "preprocessors",
-    "train_preprocessors": "preprocessors", "DeferredVocabulary": "vocab",
-    "catalog_vocabulary": "vocab",
+  "DEFAULT_VOCAB": "settings",
+  "configure": "settings",
+  "set_data_dir": "settings",
+  "set_source": "settings",
+  "set_tfds_data_dir": "settings",
+  "set_vocab": "settings",
+  "set_p3_dir": "settings",
+  "set_cache_dirs": "settings",
+  "write_cache": "caches",
+  "DataUnavailableError": "readers",
+  "SourceSpec": "readers",
+  "open_split": "readers",
+  "shard_range": "readers",
+  "skip_counts": "skips",
+  "PromptedDataSource": "source",
+  "PromptRef": "source",
+  "answer_index_postprocessor": "preprocessors",
+  "output_features": "preprocessors",
+  "rank_classification_accuracy": "preprocessors",
+  "score_eval_preprocessors": "preprocessors",
+  "tokenize_choices": "preprocessors",
+  "train_preprocessors": "preprocessors",
+  "DeferredVocabulary": "vocab",
+  "catalog_vocabulary": "vocab",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -3,6 +3,7 @@
 
 numpy only, so the evaluator can import it without TensorFlow.
 """
+
 from typing import Sequence
 
 import numpy as np

@@ -11,11 +11,14 @@ The catalogue's tasks are built like t-zero's: tokenize, append EOS, cache place
 after the cache, `trim_keeping_eos` cuts sequences to the requested lengths. A cache written from
 a t0jax task and P3's caches therefore hold the same features.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from typing import Mapping, Optional, Sequence
+
+import numpy as np
 
 from t0jax.data.tf_setup import import_tensorflow
 
@@ -38,14 +41,19 @@ def _trim_keeping_eos(example, lengths: Mapping[str, int], eos_features: Mapping
     v, n = example[key], lengths[key]
     # Longer than the length: keep n-1 tokens and end with EOS, as append_eos_after_trim would
     # have done on the sequence without its EOS.
-    out[key] = tf.cond(tf.size(v) > n,
-                       lambda v=v, n=n, e=eos_id: tf.concat([v[:n - 1], [tf.cast(e, v.dtype)]], 0),
-                       lambda v=v: v)
+    out[key] = tf.cond(
+      tf.size(v) > n,
+      lambda v=v, n=n, e=eos_id: tf.concat([v[: n - 1], [tf.cast(e, v.dtype)]], 0),
+      lambda v=v: v,
+    )
   return out
 
 
-def trim_keeping_eos(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
-                     sequence_length: Optional[Mapping[str, int]] = None) -> tf.data.Dataset:
+def trim_keeping_eos(
+  dataset: tf.data.Dataset,
+  output_features: Mapping[str, seqio.Feature],
+  sequence_length: Optional[Mapping[str, int]] = None,
+) -> tf.data.Dataset:
   """Post-cache step: features that carry EOS (`add_eos=True`) and are longer than
   `sequence_length` are cut to it with EOS kept last (seqio's own trim would cut the EOS off)."""
   if not sequence_length:
@@ -92,38 +100,47 @@ def check_cache(task: seqio.Task, split: str) -> str:
   if folder is None:
     searched = ", ".join(seqio.utils.get_global_cache_dirs()) or "none given"
     raise CacheError(
-        f"task {task.name}: USE_CACHED_TASKS is set but no cache directory holds "
-        f"{task.name}/ (searched: {searched}). Write the cache with seqio_cache_tasks, add its "
-        "directory with --seqio_additional_cache_dirs (or T0JAX_SEQIO_CACHE_DIRS), or read the "
-        "task live with USE_CACHED_TASKS=False.")
+      f"task {task.name}: USE_CACHED_TASKS is set but no cache directory holds "
+      f"{task.name}/ (searched: {searched}). Write the cache with seqio_cache_tasks, add its "
+      "directory with --seqio_additional_cache_dirs (or T0JAX_SEQIO_CACHE_DIRS), or read the "
+      "task live with USE_CACHED_TASKS=False."
+    )
   info_path = seqio.utils.get_cached_info_path(folder, split)
   if not tf.io.gfile.exists(info_path):
-    have = sorted(os.path.basename(p)[len("info."):-len(".json")]
-                  for p in tf.io.gfile.glob(os.path.join(folder, "info.*.json")))
-    raise CacheError(f"task {task.name}: its cache {folder} has no split {split!r} "
-                     f"({os.path.basename(info_path)} is missing; it holds {', '.join(have)}).")
+    have = sorted(
+      os.path.basename(p)[len("info.") : -len(".json")]
+      for p in tf.io.gfile.glob(os.path.join(folder, "info.*.json"))
+    )
+    raise CacheError(
+      f"task {task.name}: its cache {folder} has no split {split!r} "
+      f"({os.path.basename(info_path)} is missing; it holds {', '.join(have)})."
+    )
   try:
     with tf.io.gfile.GFile(info_path) as f:
       features = json.load(f)["features"]
   except (ValueError, KeyError) as e:
-    raise CacheError(f"task {task.name}: {info_path} is not a SeqIO cache info file "
-                     f"({type(e).__name__}: {e}).") from e
+    raise CacheError(
+      f"task {task.name}: {info_path} is not a SeqIO cache info file ({type(e).__name__}: {e})."
+    ) from e
   for name, (dtype, rank) in _expected(task).items():
     got = features.get(name)
     if got is None:
-      raise CacheError(f"task {task.name}: {info_path} has no feature {name!r} (it has "
-                       f"{', '.join(sorted(features))}); the cache was written for another task. "
-                       "Rewrite it with seqio_cache_tasks, or read the task live "
-                       "(USE_CACHED_TASKS=False).")
+      raise CacheError(
+        f"task {task.name}: {info_path} has no feature {name!r} (it has "
+        f"{', '.join(sorted(features))}); the cache was written for another task. "
+        "Rewrite it with seqio_cache_tasks, or read the task live "
+        "(USE_CACHED_TASKS=False)."
+      )
     got_rank = len(got.get("shape") or [])
     # seqio's caches from before its versioned dtypes stored int32 as int64 and cast back.
     got_dtype = "int32" if got.get("dtype") == "int64" and dtype == "int32" else got.get("dtype")
     if (got_dtype, got_rank) != (dtype, rank):
       raise CacheError(
-          f"task {task.name}: {info_path} stores {name!r} as {got.get('dtype')} with shape "
-          f"{got.get('shape')}, but the task needs {dtype} with rank {rank} (a tokenized "
-          "sequence); the cache was written by another task or before tokenization. Rewrite it "
-          "with seqio_cache_tasks, or read the task live (USE_CACHED_TASKS=False).")
+        f"task {task.name}: {info_path} stores {name!r} as {got.get('dtype')} with shape "
+        f"{got.get('shape')}, but the task needs {dtype} with rank {rank} (a tokenized "
+        "sequence); the cache was written by another task or before tokenization. Rewrite it "
+        "with seqio_cache_tasks, or read the task live (USE_CACHED_TASKS=False)."
+      )
   return folder
 
 
@@ -142,8 +159,13 @@ def _info_entry(value) -> dict:
   return {"shape": [None] + shape[1:] if shape else [], "dtype": t.dtype.name}
 
 
-def write_cache(task: seqio.Task, split: str, cache_dir: str, num_shards: int = 1,
-                max_examples: Optional[int] = None) -> str:
+def write_cache(
+  task: seqio.Task,
+  split: str,
+  cache_dir: str,
+  num_shards: int = 1,
+  max_examples: Optional[int] = None,
+) -> str:
   """Write `task`'s `split` as a SeqIO cache under `cache_dir/<task>/`, in the layout and
   feature encoding of seqio's `seqio_cache_tasks` (its beam pipeline needs apache-beam, which
   t0jax does not depend on): the source read in order, the preprocessors up to the
@@ -165,8 +187,10 @@ def write_cache(task: seqio.Task, split: str, cache_dir: str, num_shards: int = 
     if not info:
       info = {k: _info_entry(v) for k, v in ex.items()}
     # Bools as int64, as TF Examples store them (today's protobuf refuses Python bools there).
-    stored = {k: v.astype("int64") if getattr(v, "dtype", None) == bool else v
-              for k, v in ex.items()}
+    stored = {
+      k: v.astype("int64") if getattr(v, "dtype", None) == np.dtype(bool) else v
+      for k, v in ex.items()
+    }
     writers[count % num_shards].write(seqio.utils.dict_to_tfexample(stored).SerializeToString())
     count += 1
     for name, feature in task.output_features.items():
@@ -179,8 +203,10 @@ def write_cache(task: seqio.Task, split: str, cache_dir: str, num_shards: int = 
     w.close()
   for p in paths:
     tf.io.gfile.rename(p + ".tmp", p, overwrite=True)
-  _write_json(seqio.utils.get_cached_info_path(folder, split),
-              {"num_shards": num_shards, "features": info, "seqio_version": seqio.__version__})
+  _write_json(
+    seqio.utils.get_cached_info_path(folder, split),
+    {"num_shards": num_shards, "features": info, "seqio_version": seqio.__version__},
+  )
   _write_json(seqio.utils.get_cached_stats_path(folder, split), {"examples": count, **stats})
   _write_json(os.path.join(folder, "COMPLETED"), None)
   return folder

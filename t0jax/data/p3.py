@@ -19,9 +19,9 @@ Features are P3's: `inputs` (no EOS), `targets` (with EOS), the `_pretokenized` 
 `answer_choices`; `_score_eval` tasks hold one row per answer choice with `idx` [example,
 choice], `is_correct` and `weight`, which `t0jax eval` groups back per example.
 """
+
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -54,9 +54,11 @@ class P3FormatError(ValueError):
 def _roots(p3_dir: str) -> list:
   """(layout, folder holding task folders) of the layouts present in `p3_dir`."""
   if not os.path.isdir(p3_dir):
-    raise P3TaskMissing(f"P3 dir {p3_dir} does not exist (T0JAX_P3_DIR / --p3_dir / gin "
-                        "t0jax.data.configure.p3_dir). Point it at a local copy of "
-                        "bigscience/P3.")
+    raise P3TaskMissing(
+      f"P3 dir {p3_dir} does not exist (T0JAX_P3_DIR / --p3_dir / gin "
+      "t0jax.data.configure.p3_dir). Point it at a local copy of "
+      "bigscience/P3."
+    )
   roots = [("parquet", p3_dir)]
   if os.path.isdir(os.path.join(p3_dir, "data")):
     roots.append(("tfrecord", os.path.join(p3_dir, "data")))
@@ -94,14 +96,21 @@ def _text(value) -> str:
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _examples(self, split: str, shuffle: bool = False, seed: Optional[int] = None,
-              shard_info: Optional[seqio.ShardInfo] = None):
+def _examples(
+  self,
+  split: str,
+  shuffle: bool = False,
+  seed: Optional[int] = None,
+  shard_info: Optional[seqio.ShardInfo] = None,
+):
   """P3's rows as text, the way `t0jax tasks show` prints a task's examples (P3 has no raw
   examples: its `_pretokenized` strings are the rendered prompts)."""
   ds = self.get_dataset(split, shuffle=shuffle, seed=seed, shard_info=shard_info)
   for row in ds.as_numpy_iterator():
-    out = {"inputs": _text(row.get("inputs_pretokenized", b"")),
-           "targets": _text(row.get("targets_pretokenized", b""))}
+    out = {
+      "inputs": _text(row.get("inputs_pretokenized", b"")),
+      "targets": _text(row.get("targets_pretokenized", b"")),
+    }
     if "idx" in row:
       out["idx"] = row["idx"].tolist() if hasattr(row["idx"], "tolist") else row["idx"]
     if "answer_choices" in row:
@@ -114,20 +123,29 @@ def _examples(self, split: str, shuffle: bool = False, seed: Optional[int] = Non
 
 # --- today's layout: parquet ----------------------------------------------------------------
 
+
 def _tensor_spec(name: str, arrow_type, where: str):
   import pyarrow as pa
+
   if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
     inner = _tensor_spec(name, arrow_type.value_type, where)
     return tf.TensorSpec([None], inner.dtype)
-  kinds = [(pa.types.is_string, tf.string), (pa.types.is_large_string, tf.string),
-           (pa.types.is_binary, tf.string), (pa.types.is_boolean, tf.bool),
-           (pa.types.is_int32, tf.int32), (pa.types.is_int64, tf.int64),
-           (pa.types.is_float32, tf.float32), (pa.types.is_float64, tf.float32)]
+  kinds = [
+    (pa.types.is_string, tf.string),
+    (pa.types.is_large_string, tf.string),
+    (pa.types.is_binary, tf.string),
+    (pa.types.is_boolean, tf.bool),
+    (pa.types.is_int32, tf.int32),
+    (pa.types.is_int64, tf.int64),
+    (pa.types.is_float32, tf.float32),
+    (pa.types.is_float64, tf.float32),
+  ]
   for test, dtype in kinds:
     if test(arrow_type):
       return tf.TensorSpec([], dtype)
-  raise P3FormatError(f"{where}: column {name!r} has type {arrow_type}, which P3 never uses; "
-                      "is this a P3 file?")
+  raise P3FormatError(
+    f"{where}: column {name!r} has type {arrow_type}, which P3 never uses; is this a P3 file?"
+  )
 
 
 class P3ParquetSource(seqio.DataSource):
@@ -137,6 +155,7 @@ class P3ParquetSource(seqio.DataSource):
 
   def __init__(self, task_name: str, folder: str):
     import pyarrow.parquet as pq
+
     self.task_name, self.folder = task_name, folder
     files: Dict[str, list] = {}
     for f in sorted(os.listdir(folder)):
@@ -145,9 +164,11 @@ class P3ParquetSource(seqio.DataSource):
         files.setdefault(m.group("split"), []).append(os.path.join(folder, f))
     self._files = files
     self._meta = {s: [pq.ParquetFile(p).metadata for p in paths] for s, paths in files.items()}
-    super().__init__(splits=tuple(files), caching_permitted=False,
-                     num_input_examples={s: sum(m.num_rows for m in ms)
-                                         for s, ms in self._meta.items()})
+    super().__init__(
+      splits=tuple(files),
+      caching_permitted=False,
+      num_input_examples={s: sum(m.num_rows for m in ms) for s, ms in self._meta.items()},
+    )
 
   @property
   def supports_arbitrary_sharding(self) -> bool:
@@ -163,19 +184,24 @@ class P3ParquetSource(seqio.DataSource):
 
   def _paths(self, split: str) -> list:
     if split not in self._files:
-      raise P3TaskMissing(f"P3 task {self.task_name} ({self.folder}) has no split {split!r}; it "
-                          f"has {', '.join(self._files)}.")
+      raise P3TaskMissing(
+        f"P3 task {self.task_name} ({self.folder}) has no split {split!r}; it "
+        f"has {', '.join(self._files)}."
+      )
     return self._files[split]
 
   def signature(self, split: str) -> dict:
     import pyarrow.parquet as pq
+
     path = self._paths(split)[0]
     schema = pq.read_schema(path)
     spec = {f.name: _tensor_spec(f.name, f.type, path) for f in schema}
     for key in ("inputs", "targets"):
       if key not in spec or spec[key].shape.rank != 1 or not spec[key].dtype.is_integer:
-        raise P3FormatError(f"{path}: P3 task {self.task_name} needs column {key!r} as a list "
-                            f"of token ids; it has {spec.get(key, 'no such column')}.")
+        raise P3FormatError(
+          f"{path}: P3 task {self.task_name} needs column {key!r} as a list "
+          f"of token ids; it has {spec.get(key, 'no such column')}."
+        )
     return spec
 
   def _row_groups(self, split: str, start: int, end: int) -> list:
@@ -192,6 +218,7 @@ class P3ParquetSource(seqio.DataSource):
 
   def _rows(self, split, shuffle, seed, shard_info, spec):
     import pyarrow.parquet as pq
+
     index, count = (shard_info.index, shard_info.num_shards) if shard_info else (0, 1)
     start, end = readers.shard_range(self.num_input_examples(split), index, count)
     pieces = self._row_groups(split, start, end)
@@ -200,8 +227,10 @@ class P3ParquetSource(seqio.DataSource):
       rng.shuffle(pieces)
     names = list(spec)
     # A null cell (an example without answer choices, say) reads as its type's empty value.
-    empty = {k: [] if s.shape.rank else ("" if s.dtype == tf.string else s.dtype.as_numpy_dtype(0))
-             for k, s in spec.items()}
+    empty = {
+      k: [] if s.shape.rank else ("" if s.dtype == tf.string else s.dtype.as_numpy_dtype(0))
+      for k, s in spec.items()
+    }
     for path, g, lo, hi in pieces:
       table = pq.ParquetFile(path).read_row_group(g, columns=names).slice(lo, hi - lo)
       columns = {k: table.column(k).to_pylist() for k in names}
@@ -211,9 +240,17 @@ class P3ParquetSource(seqio.DataSource):
       for i in order:
         yield {k: empty[k] if columns[k][i] is None else columns[k][i] for k in names}
 
-  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
-                  shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
-                  use_cached=False, num_epochs=1) -> tf.data.Dataset:
+  def get_dataset(
+    self,
+    split: str = "train",
+    shuffle: bool = True,
+    seed: Optional[int] = None,
+    shard_info: Optional[seqio.ShardInfo] = None,
+    *,
+    sequence_length=None,
+    use_cached=False,
+    num_epochs=1,
+  ) -> tf.data.Dataset:
     spec = self.signature(split)
     state = {"pass": 0}
 
@@ -228,6 +265,7 @@ class P3ParquetSource(seqio.DataSource):
 
 # --- the original layout: one SeqIO cache per task ------------------------------------------
 
+
 class P3CacheSource(seqio.DataSource):
   """One P3 task in the original layout, read by seqio's own cache reader, split by split."""
 
@@ -241,8 +279,7 @@ class P3CacheSource(seqio.DataSource):
       if os.path.exists(stats):
         with open(stats) as f:
           examples[split] = int(json.load(f).get("examples", 0)) or None
-    super().__init__(splits=tuple(splits), caching_permitted=False,
-                     num_input_examples=examples)
+    super().__init__(splits=tuple(splits), caching_permitted=False, num_input_examples=examples)
 
   def __repr__(self):
     return f"P3CacheSource({self.folder})"
@@ -256,36 +293,53 @@ class P3CacheSource(seqio.DataSource):
   def _source(self, split: str):
     if split not in self._sources:
       if split not in self.splits:
-        raise P3TaskMissing(f"P3 task {self.task_name} ({self.folder}) has no split {split!r} "
-                            f"(no info.{split}.json); it has {', '.join(self.splits)}.")
+        raise P3TaskMissing(
+          f"P3 task {self.task_name} ({self.folder}) has no split {split!r} "
+          f"(no info.{split}.json); it has {', '.join(self.splits)}."
+        )
       info = seqio.utils.get_cached_info_path(self.folder, split)
       try:
         with open(info) as f:
           features = json.load(f)["features"]
       except (ValueError, KeyError) as e:
-        raise P3FormatError(f"{info} is not a SeqIO cache info file ({type(e).__name__}: "
-                            f"{e}).") from e
+        raise P3FormatError(
+          f"{info} is not a SeqIO cache info file ({type(e).__name__}: {e})."
+        ) from e
       for key in ("inputs", "targets"):
         got = features.get(key, {})
         if got.get("dtype") not in ("int32", "int64") or len(got.get("shape") or []) != 1:
-          raise P3FormatError(f"{info}: P3 task {self.task_name} needs feature {key!r} as int32 "
-                              f"token ids of shape [null]; the file says {got or 'nothing'}.")
+          raise P3FormatError(
+            f"{info}: P3 task {self.task_name} needs feature {key!r} as int32 "
+            f"token ids of shape [null]; the file says {got or 'nothing'}."
+          )
       if not os.path.exists(seqio.utils.get_cached_stats_path(self.folder, split)):
-        raise P3FormatError(f"P3 task {self.task_name}: {self.folder} has info.{split}.json but "
-                            f"no stats.{split}.json; copy P3's folder whole.")
+        raise P3FormatError(
+          f"P3 task {self.task_name}: {self.folder} has info.{split}.json but "
+          f"no stats.{split}.json; copy P3's folder whole."
+        )
       # seqio's reader of its caches (P3's original layout is exactly one).
       self._sources[split] = seqio.dataset_providers._CachedDataSource(  # pylint: disable=protected-access
-          self.folder, split)
+        self.folder, split
+      )
     return self._sources[split]
 
   def list_shards(self, split: str):
     return self._source(split).list_shards(split)
 
-  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
-                  shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
-                  use_cached=False, num_epochs=1) -> tf.data.Dataset:
-    return self._source(split).get_dataset(split=split, shuffle=shuffle, seed=seed,
-                                           shard_info=shard_info)
+  def get_dataset(
+    self,
+    split: str = "train",
+    shuffle: bool = True,
+    seed: Optional[int] = None,
+    shard_info: Optional[seqio.ShardInfo] = None,
+    *,
+    sequence_length=None,
+    use_cached=False,
+    num_epochs=1,
+  ) -> tf.data.Dataset:
+    return self._source(split).get_dataset(
+      split=split, shuffle=shuffle, seed=seed, shard_info=shard_info
+    )
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -295,8 +349,10 @@ _registered: Dict[str, str] = {}  # P3 task name -> the P3 dir it reads
 
 
 def output_features(vocabulary) -> dict:
-  return {"inputs": seqio.Feature(vocabulary=vocabulary, add_eos=False, dtype=tf.int32),
-          "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True, dtype=tf.int32)}
+  return {
+    "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=False, dtype=tf.int32),
+    "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True, dtype=tf.int32),
+  }
 
 
 def _register_task(name: str, p3_dir: str, vocabulary) -> seqio.Task:
@@ -312,19 +368,24 @@ def _register_task(name: str, p3_dir: str, vocabulary) -> seqio.Task:
     vocabulary = old.output_features["targets"].vocabulary
     seqio.TaskRegistry.remove(name)
   _registered[name] = p3_dir
-  return seqio.TaskRegistry.add(name, source=source, output_features=output_features(vocabulary),
-                                preprocessors=[caches.trim_keeping_eos],
-                                shuffle_buffer_size=SHUFFLE_BUFFER)
+  return seqio.TaskRegistry.add(
+    name,
+    source=source,
+    output_features=output_features(vocabulary),
+    preprocessors=[caches.trim_keeping_eos],
+    shuffle_buffer_size=SHUFFLE_BUFFER,
+  )
 
 
 def _missing(names, p3_dir: str, mixture: Optional[str] = None) -> P3TaskMissing:
   shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
   what = f"mixture {mixture}: its task(s) {shown}" if mixture else f"task {shown}"
   return P3TaskMissing(
-      f"{what} not found in the P3 dir {p3_dir} (looked for "
-      f"{p3_dir}/<task>/<split>-*.parquet and {p3_dir}/data/<task>/info.<split>.json). Use a "
-      "complete copy of bigscience/P3; T0's task names come from T0's own prompts "
-      "(T0JAX_PROMPTSOURCE). Unset T0JAX_P3_DIR / --p3_dir to render the catalogue's prompts.")
+    f"{what} not found in the P3 dir {p3_dir} (looked for "
+    f"{p3_dir}/<task>/<split>-*.parquet and {p3_dir}/data/<task>/info.<split>.json). Use a "
+    "complete copy of bigscience/P3; T0's task names come from T0's own prompts "
+    "(T0JAX_PROMPTSOURCE). Unset T0JAX_P3_DIR / --p3_dir to render the catalogue's prompts."
+  )
 
 
 def _register_mixture(name: str, p3_dir: str, vocabulary) -> seqio.Mixture:

@@ -6,6 +6,7 @@ absl logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot hide them: they are w
 process's stderr while TensorFlow loads, and this module sends exactly that window to /dev/null.
 Set T0JAX_TF_STARTUP_LOGS=1 to see them (e.g. when TensorFlow itself fails to load).
 """
+
 import contextlib
 import io
 import os
@@ -53,6 +54,7 @@ def import_tensorflow():
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   with _stderr_silenced():
     import tensorflow as tf
+
     try:  # TensorFlow must never take accelerator memory from JAX.
       tf.config.set_visible_devices([], "GPU")
     except RuntimeError:  # the host program already initialised TF's devices

@@ -13,6 +13,7 @@ pieces, `<extra_id_0>` being the highest. Two classes share them:
 
 The vocabulary kept beside a checkpoint is found by one rule, `checkpoint_vocabulary`.
 """
+
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -32,6 +33,7 @@ class VocabularyError(ValueError):
 
 class Vocabulary:
   """Encodes raw text to ids exactly as sentencepiece does, decodes ids back to text."""
+
   pad_id = PAD_ID
   eos_id = EOS_ID
 
@@ -46,8 +48,9 @@ class Vocabulary:
       raise VocabularyError(f"{self.path} is not a sentencepiece model: {e}") from e
     if self._sp.pad_id() != PAD_ID or self._sp.eos_id() != EOS_ID:
       raise VocabularyError(
-          f"{self.path}: pad id {self._sp.pad_id()}, EOS id {self._sp.eos_id()}; T5 checkpoints "
-          f"need pad {PAD_ID} and EOS {EOS_ID}. Use the sentencepiece model of the checkpoint.")
+        f"{self.path}: pad id {self._sp.pad_id()}, EOS id {self._sp.eos_id()}; T5 checkpoints "
+        f"need pad {PAD_ID} and EOS {EOS_ID}. Use the sentencepiece model of the checkpoint."
+      )
     self.extra_ids = extra_ids
 
   @property
@@ -101,9 +104,10 @@ def find_vocabulary(checkpoint, vocab_path: Optional[str] = None) -> Vocabulary:
   kept = checkpoint_vocabulary(checkpoint)
   if kept is None:
     raise VocabularyError(
-        f"No vocabulary: {Path(checkpoint) / VOCAB_FILE} does not exist (nor in a t0jax "
-        "checkpoint's MODEL_DIR) and --vocab was not given. Pass --vocab with the checkpoint's sentencepiece model (spiece.model, e.g. "
-        "from the Hugging Face repository the checkpoint came from).")
+      f"No vocabulary: {Path(checkpoint) / VOCAB_FILE} does not exist (nor in a t0jax "
+      "checkpoint's MODEL_DIR) and --vocab was not given. Pass --vocab with the checkpoint's sentencepiece model (spiece.model, e.g. "
+      "from the Hugging Face repository the checkpoint came from)."
+    )
   return Vocabulary(kept)
 
 
@@ -115,6 +119,7 @@ _build_lock = threading.Lock()
 
 def _build_deferred_class():
   from t0jax.data.tf_setup import import_tensorflow
+
   import_tensorflow()  # before seqio loads it: quiet, no GPUs for TensorFlow
   import seqio
 
@@ -122,8 +127,12 @@ def _build_deferred_class():
     """A `seqio.SentencePieceVocabulary` whose model file (and extra ids) come from callables,
     asked again whenever the data settings changed since the model was loaded."""
 
-    def __init__(self, path: Union[str, Callable[[], str]],
-                 extra_ids: Union[int, Callable[[], int]] = 0, label: str = "vocabulary"):
+    def __init__(
+      self,
+      path: Union[str, Callable[[], str]],
+      extra_ids: Union[int, Callable[[], int]] = 0,
+      label: str = "vocabulary",
+    ):
       self._path_fn = path if callable(path) else (lambda: path)
       self._extra_ids_fn = extra_ids if callable(extra_ids) else (lambda: extra_ids)
       self._label = label
@@ -153,10 +162,11 @@ def _build_deferred_class():
             return super()._model_context()
           except Exception as e:
             raise OSError(
-                f"cannot load the {self._label} sentencepiece model "
-                f"{self._sentencepiece_model_file!r} ({type(e).__name__}: {e}). Set "
-                "T0JAX_VOCAB (or t0jax.data.set_vocab(path)) to a local "
-                "sentencepiece.model file.") from e
+              f"cannot load the {self._label} sentencepiece model "
+              f"{self._sentencepiece_model_file!r} ({type(e).__name__}: {e}). Set "
+              "T0JAX_VOCAB (or t0jax.data.set_vocab(path)) to a local "
+              "sentencepiece.model file."
+            ) from e
         return self._model
 
     @property
@@ -187,7 +197,9 @@ def _build_deferred_class():
       if not isinstance(other, seqio.SentencePieceVocabulary):
         return False
       return (self.sentencepiece_model_file, self.extra_ids) == (
-          other.sentencepiece_model_file, other.extra_ids)
+        other.sentencepiece_model_file,
+        other.extra_ids,
+      )
 
     def __hash__(self):
       return id(self)
@@ -219,5 +231,6 @@ def catalog_vocabulary():
   global _catalog_vocabulary
   if _catalog_vocabulary is None:
     _catalog_vocabulary = __getattr__("DeferredVocabulary")(
-        settings.vocab_path, settings.vocab_extra_ids, label="catalogue")
+      settings.vocab_path, settings.vocab_extra_ids, label="catalogue"
+    )
   return _catalog_vocabulary

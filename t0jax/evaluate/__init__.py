@@ -8,10 +8,16 @@ with checkpoint loading and the report files. See docs/evaluation.md.
 Importing the package imports nothing heavy: the scorer and the batching plan need no
 TensorFlow (so `t0jax predict` uses them without it); the names below load on first use.
 """
+
 import importlib
 
-_EXPORTS = {"EvalDataError": "data", "evaluate": "evaluator", "prompt_metadata": "evaluator",
-            "resolve_tasks": "evaluator", "ChoiceScorer": "scorer"}
+_EXPORTS = {
+  "EvalDataError": "data",
+  "evaluate": "evaluator",
+  "prompt_metadata": "evaluator",
+  "resolve_tasks": "evaluator",
+  "ChoiceScorer": "scorer",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -11,6 +11,7 @@ typically about 10% padding) and power-of-two row counts, so an evaluation compi
 programs. Steps depend only on the examples and the settings, never on the device mesh, and a
 choice's score does not depend on the step or row it lands in (padding is masked exactly).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ def row_count(n: int, limit: int, multiple: int = 1) -> int:
 class Row:
   """Choices `choices` (indices into its choice list) of example `example`, whose encoding is
   row `slot` of the step's encoder batch; `tokens` is their total length."""
+
   slot: int
   example: int
   choices: Tuple[int, ...]
@@ -48,6 +50,7 @@ class Row:
 class Step:
   """Encode `examples` once, then decode `chunks` (groups of at most `num_rows` rows), every
   chunk padded to `num_rows` x `row_length`. One compiled program runs a whole step."""
+
   examples: Tuple[int, ...]  # example indices, in encoder-row order
   input_length: int
   num_example_rows: int  # padded encoder batch
@@ -58,8 +61,13 @@ class Step:
   @property
   def signature(self) -> tuple:
     """The shapes that decide the step's compiled program (hosts must agree on it)."""
-    return (self.num_example_rows, self.input_length, len(self.chunks), self.num_rows,
-            self.row_length)
+    return (
+      self.num_example_rows,
+      self.input_length,
+      len(self.chunks),
+      self.num_rows,
+      self.row_length,
+    )
 
 
 def pack_choices(lengths: Sequence[int], max_row_tokens: int) -> List[Tuple[int, ...]]:
@@ -77,9 +85,15 @@ def pack_choices(lengths: Sequence[int], max_row_tokens: int) -> List[Tuple[int,
   return rows
 
 
-def plan_steps(input_lengths: Sequence[int], choice_lengths: Sequence[Sequence[int]], *,
-               batch_size: int, max_row_tokens: int = 256, per_octave: int = 4,
-               row_multiple: int = 1) -> List[Step]:
+def plan_steps(
+  input_lengths: Sequence[int],
+  choice_lengths: Sequence[Sequence[int]],
+  *,
+  batch_size: int,
+  max_row_tokens: int = 256,
+  per_octave: int = 4,
+  row_multiple: int = 1,
+) -> List[Step]:
   """Steps covering every example exactly once.
 
   `batch_size` bounds the inputs encoded per step and the decoder rows per chunk. Examples are
@@ -113,10 +127,15 @@ def plan_steps(input_lengths: Sequence[int], choice_lengths: Sequence[Sequence[i
 
 
 def _make_step(examples, rows, input_length, batch_size, per_octave, multiple) -> Step:
-  chunks = tuple(tuple(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size))
-  return Step(tuple(examples), input_length, row_count(len(examples), batch_size, multiple),
-              chunks, row_count(max(len(c) for c in chunks), batch_size, multiple),
-              bucket_length(max(r.tokens for r in rows), per_octave))
+  chunks = tuple(tuple(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size))
+  return Step(
+    tuple(examples),
+    input_length,
+    row_count(len(examples), batch_size, multiple),
+    chunks,
+    row_count(max(len(c) for c in chunks), batch_size, multiple),
+    bucket_length(max(r.tokens for r in rows), per_octave),
+  )
 
 
 def empty_step(signature: tuple) -> Step:

@@ -17,6 +17,7 @@ scored like any choice-carrying example. A task with neither choices nor targets
 Reading goes through tf.data once per (task, split, lengths, shard, max_examples, vocabulary);
 later evaluations (a trainer evaluating every few thousand steps) reuse the cached lists.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from t0jax.data.vocab import EOS_ID
+
 _cache: Dict[tuple, "TaskData"] = {}
 
 
@@ -59,9 +61,11 @@ def task_vocabulary(task):
   for key in ("targets", "inputs"):
     if key in task.output_features:
       return task.output_features[key].vocabulary
-  raise EvalDataError(f"task {task.name}: it has neither an `inputs` nor a `targets` output "
-                      f"feature (it has {', '.join(task.output_features) or 'none'}), so it "
-                      "cannot be evaluated.")
+  raise EvalDataError(
+    f"task {task.name}: it has neither an `inputs` nor a `targets` output "
+    f"feature (it has {', '.join(task.output_features) or 'none'}), so it "
+    "cannot be evaluated."
+  )
 
 
 def check_vocabulary(task, model_vocab_size: int) -> None:
@@ -76,10 +80,11 @@ def check_vocabulary(task, model_vocab_size: int) -> None:
   if model_vocab_size not in (size, padded):
     where = getattr(vocabulary, "sentencepiece_model_file", type(vocabulary).__name__)
     raise EvalDataError(
-        f"task {task.name}: its vocabulary ({where}, {size} ids) does not match the checkpoint, "
-        f"whose embedding has {model_vocab_size} rows. Evaluate with the vocabulary the "
-        "checkpoint was trained with (T0JAX_VOCAB, --vocab, or gin `t0jax.data.vocab`), or a "
-        "checkpoint trained on this task's vocabulary. Nothing was scored.")
+      f"task {task.name}: its vocabulary ({where}, {size} ids) does not match the checkpoint, "
+      f"whose embedding has {model_vocab_size} rows. Evaluate with the vocabulary the "
+      "checkpoint was trained with (T0JAX_VOCAB, --vocab, or gin `t0jax.data.vocab`), or a "
+      "checkpoint trained on this task's vocabulary. Nothing was scored."
+    )
 
 
 def _text(value) -> str:
@@ -95,10 +100,17 @@ def _rows(value) -> List[List[int]]:
 
 def _dataset(task, split, lengths, max_examples, host, hosts, use_cached=False, whole=False):
   from t0jax.data.tf_setup import import_tensorflow
+
   import_tensorflow()
   import seqio
-  kw = dict(sequence_length=dict(lengths) if lengths else None, split=split, shuffle=False,
-            num_epochs=1, use_cached=use_cached)
+
+  kw = dict(
+    sequence_length=dict(lengths) if lengths else None,
+    split=split,
+    shuffle=False,
+    num_epochs=1,
+    use_cached=use_cached,
+  )
   if whole:  # every host reads every row (T5-style rows are shared out per example later)
     return task.get_dataset(**kw), None
   source = task.source
@@ -113,18 +125,34 @@ def _dataset(task, split, lengths, max_examples, host, hosts, use_cached=False, 
   return (ds.shard(hosts, host) if hosts > 1 else ds), hosts
 
 
-def load_task(task, *, split: str = "validation", task_feature_lengths: Optional[Mapping] = None,
-              max_examples: Optional[int] = None, host: int = 0, hosts: int = 1,
-              use_cached: bool = False) -> TaskData:
+def load_task(
+  task,
+  *,
+  split: str = "validation",
+  task_feature_lengths: Optional[Mapping] = None,
+  max_examples: Optional[int] = None,
+  host: int = 0,
+  hosts: int = 1,
+  use_cached: bool = False,
+) -> TaskData:
   """This host's examples of `task` (cached). Raises EvalDataError naming the task and the
   example for an input without tokens or a choice-carrying example without choices."""
   vocabulary = task_vocabulary(task)
-  key = (task.name, split, tuple(sorted((task_feature_lengths or {}).items())), max_examples,
-         host, hosts, str(getattr(vocabulary, "sentencepiece_model_file", id(vocabulary))),
-         use_cached, repr(task.source))  # a P3 task and the catalogue's share their name
+  key = (
+    task.name,
+    split,
+    tuple(sorted((task_feature_lengths or {}).items())),
+    max_examples,
+    host,
+    hosts,
+    str(getattr(vocabulary, "sentencepiece_model_file", id(vocabulary))),
+    use_cached,
+    repr(task.source),
+  )  # a P3 task and the catalogue's share their name
   if key not in _cache:
-    _cache[key] = _read(task, split, task_feature_lengths, max_examples, host, hosts, vocabulary,
-                        use_cached)
+    _cache[key] = _read(
+      task, split, task_feature_lengths, max_examples, host, hosts, vocabulary, use_cached
+    )
   return _cache[key]
 
 
@@ -133,33 +161,39 @@ def clear_cache() -> None:
 
 
 def task_kind(task_name: str, spec: Mapping) -> str:
-  """"rows" (T5-style, one row per choice), "rank" (choices per example) or "generate", from a
+  """ "rows" (T5-style, one row per choice), "rank" (choices per example) or "generate", from a
   task's features; EvalDataError for a task that none of them can score."""
   have = ", ".join(sorted(spec)) or "none"
   if "inputs" not in spec:
-    raise EvalDataError(f"task {task_name}: its examples have no 'inputs' feature (features: "
-                        f"{have}), so it cannot be evaluated. Give the task an `inputs` feature.")
+    raise EvalDataError(
+      f"task {task_name}: its examples have no 'inputs' feature (features: "
+      f"{have}), so it cannot be evaluated. Give the task an `inputs` feature."
+    )
   if "is_correct" in spec:
     idx = spec.get("idx")
-    if idx is None or idx.shape.rank != 1 or idx.shape[0] not in (None, 2) or \
-        "targets" not in spec:
+    if idx is None or idx.shape.rank != 1 or idx.shape[0] not in (None, 2) or "targets" not in spec:
       raise EvalDataError(
-          f"task {task_name}: it has `is_correct` (one row per answer choice, as t5's "
-          "rank_classification makes) but not `idx` as [example, choice] and the choice as "
-          f"`targets` (features: {have}); it cannot be scored. Give each row both.")
+        f"task {task_name}: it has `is_correct` (one row per answer choice, as t5's "
+        "rank_classification makes) but not `idx` as [example, choice] and the choice as "
+        f"`targets` (features: {have}); it cannot be scored. Give each row both."
+      )
     return "rows"
   if "choices" in spec or "answer_choices" in spec:
     return "rank"
   if "targets" not in spec:
-    raise EvalDataError(f"task {task_name}: its examples have neither answer choices nor "
-                        f"`targets` (features: {have}); it can be neither ranked nor generated.")
+    raise EvalDataError(
+      f"task {task_name}: its examples have neither answer choices nor "
+      f"`targets` (features: {have}); it can be neither ranked nor generated."
+    )
   return "generate"
 
 
-def _read(task, split, lengths, max_examples, host, hosts, vocabulary,
-          use_cached=False) -> TaskData:
+def _read(
+  task, split, lengths, max_examples, host, hosts, vocabulary, use_cached=False
+) -> TaskData:
   if use_cached:  # a missing or mismatching cache, named, instead of seqio's bare assertion
     from t0jax.data import caches
+
     try:
       caches.check_cached_tasks([task], split)
     except caches.CacheError as e:
@@ -181,19 +215,26 @@ def _read(task, split, lengths, max_examples, host, hosts, vocabulary,
     idx = int(ex["idx"]) if "idx" in ex else global_position
     where = f"task {task.name}, example idx {idx}"
     inputs = [int(t) for t in ex["inputs"]]
-    text = _text(ex["inputs_pretokenized"]) if "inputs_pretokenized" in ex else \
-        vocabulary.decode(inputs)
+    text = (
+      _text(ex["inputs_pretokenized"]) if "inputs_pretokenized" in ex else vocabulary.decode(inputs)
+    )
     if not inputs:
-      raise EvalDataError(f"{where}: the input has no tokens (input text {text!r}). Fix the "
-                          "prompt or drop the example.")
-    target = _text(ex["targets_pretokenized"]) if "targets_pretokenized" in ex else \
-        vocabulary.decode([int(t) for t in ex.get("targets", [])])
+      raise EvalDataError(
+        f"{where}: the input has no tokens (input text {text!r}). Fix the "
+        "prompt or drop the example."
+      )
+    target = (
+      _text(ex["targets_pretokenized"])
+      if "targets_pretokenized" in ex
+      else vocabulary.decode([int(t) for t in ex.get("targets", [])])
+    )
     data.keys.append((idx, host, position))
     data.inputs.append(inputs)
     data.input_texts.append(text)
     data.target_texts.append(target)
-    data.examples.append({k: (_text(v) if isinstance(v, bytes) else v)
-                          for k, v in ex.items() if np.ndim(v) == 0})
+    data.examples.append(
+      {k: (_text(v) if isinstance(v, bytes) else v) for k, v in ex.items() if np.ndim(v) == 0}
+    )
     if rank:
       _add_choices(data, ex, vocabulary, where, target)
   return data
@@ -202,15 +243,20 @@ def _read(task, split, lengths, max_examples, host, hosts, vocabulary,
 def _add_choices(data: TaskData, ex: dict, vocabulary, where: str, target: str) -> None:
   if "choices" in ex:
     choices = _rows(ex["choices"])
-    texts = ([_text(t) for t in ex["choices_pretokenized"]] if "choices_pretokenized" in ex
-             else [vocabulary.decode(c) for c in choices])
+    texts = (
+      [_text(t) for t in ex["choices_pretokenized"]]
+      if "choices_pretokenized" in ex
+      else [vocabulary.decode(c) for c in choices]
+    )
   else:
     texts = [_text(t) for t in ex["answer_choices"]]
     choices = [list(map(int, vocabulary.encode(t))) for t in texts]
   if not choices:
-    raise EvalDataError(f"{where}: the example has no answer choices (input "
-                        f"{data.input_texts[-1][:200]!r}). Give every example at least one "
-                        "choice, or evaluate the task generatively.")
+    raise EvalDataError(
+      f"{where}: the example has no answer choices (input "
+      f"{data.input_texts[-1][:200]!r}). Give every example at least one "
+      "choice, or evaluate the task generatively."
+    )
   # A score includes EOS (T0's convention); tasks whose choices were tokenised without it get it.
   choices = [c if c and c[-1] == EOS_ID else c + [EOS_ID] for c in choices]
   if "answer_idx" in ex:
@@ -249,16 +295,25 @@ def _read_rows(task, ds, max_examples, host, hosts, vocabulary) -> TaskData:
     where = f"task {task.name}, example idx {example}"
     inputs = [int(t) for t in rows[0]["inputs"]]
     if any(not np.array_equal(r["inputs"], rows[0]["inputs"]) for r in rows[1:]):
-      raise EvalDataError(f"{where}: its rows (one per answer choice) have different inputs; "
-                          "rows sharing idx[0] must be the same example.")
-    text = _text(rows[0]["inputs_pretokenized"]) if "inputs_pretokenized" in rows[0] else \
-        vocabulary.decode(inputs)
+      raise EvalDataError(
+        f"{where}: its rows (one per answer choice) have different inputs; "
+        "rows sharing idx[0] must be the same example."
+      )
+    text = (
+      _text(rows[0]["inputs_pretokenized"])
+      if "inputs_pretokenized" in rows[0]
+      else vocabulary.decode(inputs)
+    )
     if not inputs:
       raise EvalDataError(f"{where}: the input has no tokens (input text {text!r}).")
     choices = [[int(t) for t in r["targets"]] for r in rows]
     choices = [c if c and c[-1] == EOS_ID else c + [EOS_ID] for c in choices]
-    texts = [_text(r["targets_pretokenized"]).strip() if "targets_pretokenized" in r
-             else vocabulary.decode(c) for r, c in zip(rows, choices)]
+    texts = [
+      _text(r["targets_pretokenized"]).strip()
+      if "targets_pretokenized" in r
+      else vocabulary.decode(c)
+      for r, c in zip(rows, choices)
+    ]
     gold = next((j for j, r in enumerate(rows) if bool(r["is_correct"])), -1)
     data.keys.append((example, host, position))
     data.inputs.append(inputs)
@@ -274,13 +329,15 @@ def _read_rows(task, ds, max_examples, host, hosts, vocabulary) -> TaskData:
 def check_token_ids(data: TaskData, model_vocab_size: int) -> None:
   """Token ids past the embedding would index garbage rows; name the first offender."""
   for k, inputs in enumerate(data.inputs):
-    seqs = [("input", inputs)] + [(f"choice {j}", c) for j, c in
-                                  enumerate(data.choices[k] if data.choices else [])]
+    seqs = [("input", inputs)] + [
+      (f"choice {j}", c) for j, c in enumerate(data.choices[k] if data.choices else [])
+    ]
     for name, seq in seqs:
       ids = np.asarray(seq)
       bad = ids[(ids <= 0) | (ids >= model_vocab_size)]
       if bad.size:
         raise EvalDataError(
-            f"task {data.task}, example idx {data.keys[k][0]}, {name}: token id {bad[0]} is "
-            f"outside 1..{model_vocab_size - 1} (the checkpoint's vocabulary); was it tokenised "
-            "with another vocabulary?")
+          f"task {data.task}, example idx {data.keys[k][0]}, {name}: token id {bad[0]} is "
+          f"outside 1..{model_vocab_size - 1} (the checkpoint's vocabulary); was it tokenised "
+          "with another vocabulary?"
+        )

@@ -12,6 +12,7 @@ by rank classification (T0's way; the choice with the highest score) and the lin
 Every host reads its slice of each task (t0jax/evaluate/data.py) and runs the same collective
 steps; process 0 gathers the records, restores the task's order and writes each file atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,28 +48,34 @@ def _target_tokens(data: eval_data.TaskData, k: int, vocabulary, length: Optiona
   else:
     tokens = [int(t) for t in vocabulary.encode(data.target_texts[k])] + [EOS_ID]
   if length and len(tokens) > length:  # as seqio's append_eos_after_trim: EOS stays last
-    tokens = tokens[:length - 1] + [EOS_ID]
+    tokens = tokens[: length - 1] + [EOS_ID]
   return tokens
 
 
 def _score_lines(scorer, data, vocabulary, lengths) -> List[dict]:
-  targets = [[_target_tokens(data, k, vocabulary, lengths.get("targets"))]
-             for k in range(len(data))]
+  targets = [
+    [_target_tokens(data, k, vocabulary, lengths.get("targets"))] for k in range(len(data))
+  ]
   scores, _ = scorer.score(data.inputs, targets)
-  return [{"inputs": _inputs_view(data, k), "score": float(scores[k][0])}
-          for k in range(len(data))]
+  return [{"inputs": _inputs_view(data, k), "score": float(scores[k][0])} for k in range(len(data))]
 
 
 def _predict_lines(scorer, generator, data, vocabulary, lengths, max_decode_length) -> List[dict]:
   if data.kind == "rank":
     scores, _ = scorer.score(data.inputs, data.choices)
-    return [{"inputs": _inputs_view(data, k),
-             "prediction": data.choice_texts[k][int(np.argmax(scores[k]))],
-             "aux": {"choice_scores": [float(s) for s in scores[k]]}}
-            for k in range(len(data))]
+    return [
+      {
+        "inputs": _inputs_view(data, k),
+        "prediction": data.choice_texts[k][int(np.argmax(scores[k]))],
+        "aux": {"choice_scores": [float(s) for s in scores[k]]},
+      }
+      for k in range(len(data))
+    ]
   outputs = generator.generate(data.inputs, int(lengths.get("targets", max_decode_length)))
-  return [{"inputs": _inputs_view(data, k), "prediction": vocabulary.decode(outputs[k])}
-          for k in range(len(data))]
+  return [
+    {"inputs": _inputs_view(data, k), "prediction": vocabulary.decode(outputs[k])}
+    for k in range(len(data))
+  ]
 
 
 def _write_atomic(path: str, lines: List[dict]) -> None:
@@ -88,33 +95,58 @@ def _gathered(keys, lines) -> List[dict]:
   return [merged[k] for k in sorted(merged)]
 
 
-def infer(model, params, cfg, tasks, output_dir: str, *, mode: str = "predict",
-          split: str = "validation", batch_size: int = 32,
-          task_feature_lengths: Optional[Mapping[str, int]] = None,
-          max_examples: Optional[int] = None, use_cached: bool = False, partitioner=None,
-          max_decode_length: int = 64,
-          num_beams: int = 1, length_penalty: float = 0.6,
-          buckets_per_octave: int = 4) -> Dict[str, str]:
+def infer(
+  model,
+  params,
+  cfg,
+  tasks,
+  output_dir: str,
+  *,
+  mode: str = "predict",
+  split: str = "validation",
+  batch_size: int = 32,
+  task_feature_lengths: Optional[Mapping[str, int]] = None,
+  max_examples: Optional[int] = None,
+  use_cached: bool = False,
+  partitioner=None,
+  max_decode_length: int = 64,
+  num_beams: int = 1,
+  length_penalty: float = 0.6,
+  buckets_per_octave: int = 4,
+) -> Dict[str, str]:
   """Run `mode` over each SeqIO task in `tasks`; returns {task name: file written} (process 0
   writes; the other processes return the same names)."""
   if mode not in MODES:
     raise ValueError(f"--mode {mode!r}: choose one of {', '.join(MODES)}.")
   lengths = dict(task_feature_lengths or {})
   data_slice, num_slices = hosts.data_slice(partitioner)
-  scorer = ChoiceScorer(model, params, batch_size=batch_size, partitioner=partitioner,
-                        per_octave=buckets_per_octave)
-  generator = Generator(model, params, batch_size=batch_size, partitioner=partitioner,
-                        num_beams=num_beams, length_penalty=length_penalty,
-                        per_octave=buckets_per_octave)
+  scorer = ChoiceScorer(
+    model, params, batch_size=batch_size, partitioner=partitioner, per_octave=buckets_per_octave
+  )
+  generator = Generator(
+    model,
+    params,
+    batch_size=batch_size,
+    partitioner=partitioner,
+    num_beams=num_beams,
+    length_penalty=length_penalty,
+    per_octave=buckets_per_octave,
+  )
   written = {}
   for task in tasks:
     eval_data.check_vocabulary(task, cfg.vocab_size)
   for task in tasks:
     data, error = None, None
     try:  # a bad example on one host must stop every host
-      data = eval_data.load_task(task, split=split, max_examples=max_examples,
-                                 task_feature_lengths=task_feature_lengths, host=data_slice,
-                                 hosts=num_slices, use_cached=use_cached)
+      data = eval_data.load_task(
+        task,
+        split=split,
+        max_examples=max_examples,
+        task_feature_lengths=task_feature_lengths,
+        host=data_slice,
+        hosts=num_slices,
+        use_cached=use_cached,
+      )
       eval_data.check_token_ids(data, cfg.vocab_size)
     except eval_data.EvalDataError as e:
       error = e
@@ -135,4 +167,5 @@ def infer(model, params, cfg, tasks, output_dir: str, *, mode: str = "predict",
 
 def _is_primary() -> bool:
   import jax
+
   return jax.process_index() == 0

@@ -8,6 +8,7 @@ and decodes every chunk of choice rows against those encodings, which never leav
 The network runs behind the model seam (`t0jax.model.models.EncoderDecoderModel`): encodings
 from `encode`, packed choice log-probabilities from `token_log_probs` with segment ids.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,15 +25,41 @@ from t0jax.model.models import as_model
 from t0jax.parallel import hosts
 
 
-def _token_log_probs(model, params, encoded, encoder_tokens, slots, decoder_inputs,
-                     decoder_targets, decoder_segments, packed: bool):
+def _token_log_probs(
+  model,
+  params,
+  encoded,
+  encoder_tokens,
+  slots,
+  decoder_inputs,
+  decoder_targets,
+  decoder_segments,
+  packed: bool,
+):
   """log p(target token) [rows, length], 0 at padding; row r decodes against input `slots[r]`."""
-  return model.token_log_probs(params, encoded[slots], encoder_tokens[slots], decoder_inputs,
-                               decoder_targets, decoder_segments if packed else None)
+  return model.token_log_probs(
+    params,
+    encoded[slots],
+    encoder_tokens[slots],
+    decoder_inputs,
+    decoder_targets,
+    decoder_segments if packed else None,
+  )
 
 
-def _step(model, params, encoder_tokens, slots, decoder_inputs, decoder_targets,
-          decoder_segments, *, packed: bool, num_chunks: int, num_hosts: int):
+def _step(
+  model,
+  params,
+  encoder_tokens,
+  slots,
+  decoder_inputs,
+  decoder_targets,
+  decoder_segments,
+  *,
+  packed: bool,
+  num_chunks: int,
+  num_hosts: int,
+):
   """One scoring step: encode once, decode every chunk against the encodings.
 
   Decoder arrays hold each data slice's rows chunk-major ([chunks * rows, ...] per slice, slices
@@ -40,8 +67,9 @@ def _step(model, params, encoder_tokens, slots, decoder_inputs, decoder_targets,
   """
   model = as_model(model)
   encoded = model.encode(params, encoder_tokens)
-  decode = functools.partial(_token_log_probs, model, params, encoded, encoder_tokens,
-                             packed=packed)
+  decode = functools.partial(
+    _token_log_probs, model, params, encoded, encoder_tokens, packed=packed
+  )
   arrays = (slots, decoder_inputs, decoder_targets, decoder_segments)
   if num_chunks == 1:
     return decode(*arrays)
@@ -76,8 +104,17 @@ class ChoiceScorer:
   the same order, each with the examples of its data slice (possibly none).
   """
 
-  def __init__(self, model, params, *, batch_size: int = 32, partitioner=None,
-               pack_choices: bool = True, max_row_tokens: int = 256, per_octave: int = 4):
+  def __init__(
+    self,
+    model,
+    params,
+    *,
+    batch_size: int = 32,
+    partitioner=None,
+    pack_choices: bool = True,
+    max_row_tokens: int = 256,
+    per_octave: int = 4,
+  ):
     if batch_size < 1:
       raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     self.model, self.params = as_model(model), params
@@ -94,9 +131,13 @@ class ChoiceScorer:
 
   def plan(self, inputs, choices) -> List[batching.Step]:
     steps = batching.plan_steps(
-        [len(t) for t in inputs], [[len(c) for c in cs] for cs in choices],
-        batch_size=self.batch_size, max_row_tokens=self.max_row_tokens,
-        per_octave=self.per_octave, row_multiple=self.row_multiple)
+      [len(t) for t in inputs],
+      [[len(c) for c in cs] for cs in choices],
+      batch_size=self.batch_size,
+      max_row_tokens=self.max_row_tokens,
+      per_octave=self.per_octave,
+      row_multiple=self.row_multiple,
+    )
     if self.partitioner is None:
       return steps
     signatures = hosts.allgather_json([s.signature for s in steps])
@@ -121,25 +162,30 @@ class ChoiceScorer:
   def _run(self, step: batching.Step, inputs, choices, scores) -> None:
     enc = np.zeros((step.num_example_rows, step.input_length), np.int32)
     for r, i in enumerate(step.examples):
-      enc[r, :len(inputs[i])] = inputs[i]
+      enc[r, : len(inputs[i])] = inputs[i]
     host, num_hosts = (0, 1) if self.partitioner is None else (self.slice_index, self.num_slices)
     # Rows of earlier slices come first in the global encoder batch.
     batch = _decoder_arrays(step, choices, slot_offset=host * step.num_example_rows)
     with self._context():
-      log_probs = self._program(self.model, self.params, **self._place({"encoder_tokens": enc,
-                                                                        **batch}),
-                                packed=self.pack_choices, num_chunks=len(step.chunks),
-                                num_hosts=num_hosts)
+      log_probs = self._program(
+        self.model,
+        self.params,
+        **self._place({"encoder_tokens": enc, **batch}),
+        packed=self.pack_choices,
+        num_chunks=len(step.chunks),
+        num_hosts=num_hosts,
+      )
     log_probs = _to_host(log_probs)
     per_host = len(step.chunks) * step.num_rows
-    log_probs = log_probs[host * per_host:(host + 1) * per_host]
+    log_probs = log_probs[host * per_host : (host + 1) * per_host]
     for k, chunk in enumerate(step.chunks):
       for r, row in enumerate(chunk):
         position = 0
         for j in row.choices:
           n = len(choices[row.example][j])
-          scores[row.example][j] = log_probs[k * step.num_rows + r,
-                                             position:position + n].astype(np.float64).sum()
+          scores[row.example][j] = (
+            log_probs[k * step.num_rows + r, position : position + n].astype(np.float64).sum()
+          )
           position += n
 
   def _context(self):
@@ -163,12 +209,16 @@ def _decoder_arrays(step: batching.Step, choices, slot_offset: int) -> dict:
       for s, j in enumerate(row.choices, 1):
         tokens = choices[row.example][j]
         n = len(tokens)
-        targets[r, position:position + n] = tokens
-        inputs[r, position + 1:position + n] = tokens[:-1]
-        segments[r, position:position + n] = s
+        targets[r, position : position + n] = tokens
+        inputs[r, position + 1 : position + n] = tokens[:-1]
+        segments[r, position : position + n] = s
         position += n
-  return {"slots": slots, "decoder_inputs": inputs, "decoder_targets": targets,
-          "decoder_segments": segments}
+  return {
+    "slots": slots,
+    "decoder_inputs": inputs,
+    "decoder_targets": targets,
+    "decoder_segments": segments,
+  }
 
 
 def check_examples(inputs, choices, vocab_size: int) -> None:
@@ -182,10 +232,14 @@ def check_examples(inputs, choices, vocab_size: int) -> None:
       raise ValueError(f"Example {i} has no answer choices; give at least one.")
     for j, choice in enumerate(options):
       if len(choice) == 0 or choice[-1] != EOS_ID:
-        raise ValueError(f"Example {i}, choice {j}: choice tokens must end with EOS (id {EOS_ID}); "
-                         f"got {list(choice)[-5:]}.")
+        raise ValueError(
+          f"Example {i}, choice {j}: choice tokens must end with EOS (id {EOS_ID}); "
+          f"got {list(choice)[-5:]}."
+        )
     for name, seq in [("input", tokens)] + [(f"choice {j}", c) for j, c in enumerate(options)]:
       bad = [t for t in seq if not 0 < t < vocab_size]
       if bad:
-        raise ValueError(f"Example {i}, {name}: token id {bad[0]} is outside 1..{vocab_size - 1} "
-                         "(the model's vocabulary); was it tokenised with another vocabulary?")
+        raise ValueError(
+          f"Example {i}, {name}: token id {bad[0]} is outside 1..{vocab_size - 1} "
+          "(the model's vocabulary); was it tokenised with another vocabulary?"
+        )

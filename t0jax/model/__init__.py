@@ -1,5 +1,6 @@
 """The T5 encoder-decoder: config, flax modules, layouts, decoding, and the model seam
 (`EncoderDecoderModel`: loss, scores and generation, the only caller of the network)."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,11 @@ from t0jax.model.models import EncoderDecoderModel, as_model
 def dummy_inputs(batch: int = 1, input_length: int = 8, target_length: int = 8):
   """Shapes for `init`: encoder tokens, decoder inputs, decoder targets."""
   shape_in, shape_out = (batch, input_length), (batch, target_length)
-  return (jnp.ones(shape_in, jnp.int32), jnp.ones(shape_out, jnp.int32),
-          jnp.ones(shape_out, jnp.int32))
+  return (
+    jnp.ones(shape_in, jnp.int32),
+    jnp.ones(shape_out, jnp.int32),
+    jnp.ones(shape_out, jnp.int32),
+  )
 
 
 def init_params(cfg: T5Config, rng, boxed: bool = False):
@@ -29,6 +33,18 @@ def logical_axes(cfg: T5Config):
   return nn.get_partition_spec(boxed["params"])
 
 
-__all__ = ["T5Config", "get_config", "remat_policy", "Transformer", "Encoder", "Decoder",
-           "scan_params", "unscan_params", "init_params", "logical_axes", "dummy_inputs",
-           "EncoderDecoderModel", "as_model"]
+__all__ = [
+  "T5Config",
+  "get_config",
+  "remat_policy",
+  "Transformer",
+  "Encoder",
+  "Decoder",
+  "scan_params",
+  "unscan_params",
+  "init_params",
+  "logical_axes",
+  "dummy_inputs",
+  "EncoderDecoderModel",
+  "as_model",
+]

@@ -4,6 +4,7 @@ The named sizes live here only: gin model files (gin/models/*.gin) say `T5Config
 `T5Config` in gin is `configure`, which starts from that size and applies every other binding
 (`T5Config.d_model = ...`, `T5Config.dropout_rate = %DROPOUT_RATE`) on top.
 """
+
 import dataclasses
 import inspect
 from typing import Any, Mapping, Optional, Tuple
@@ -17,12 +18,12 @@ REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims", "minimal")
 # T5 v1.1 shapes (REFERENCE.md section 5). `tiny` is for CPU tests and the demo; `small` gives the
 # dataclass its defaults.
 SIZES = {
-    "tiny": dict(d_model=128, num_heads=4, head_dim=32, d_ff=512, num_layers=2),
-    "small": dict(d_model=512, num_heads=6, head_dim=64, d_ff=1024, num_layers=8),
-    "base": dict(d_model=768, num_heads=12, head_dim=64, d_ff=2048, num_layers=12),
-    "large": dict(d_model=1024, num_heads=16, head_dim=64, d_ff=2816, num_layers=24),
-    "xl": dict(d_model=2048, num_heads=32, head_dim=64, d_ff=5120, num_layers=24),
-    "xxl": dict(d_model=4096, num_heads=64, head_dim=64, d_ff=10240, num_layers=24),
+  "tiny": dict(d_model=128, num_heads=4, head_dim=32, d_ff=512, num_layers=2),
+  "small": dict(d_model=512, num_heads=6, head_dim=64, d_ff=1024, num_layers=8),
+  "base": dict(d_model=768, num_heads=12, head_dim=64, d_ff=2048, num_layers=12),
+  "large": dict(d_model=1024, num_heads=16, head_dim=64, d_ff=2816, num_layers=24),
+  "xl": dict(d_model=2048, num_heads=32, head_dim=64, d_ff=5120, num_layers=24),
+  "xxl": dict(d_model=4096, num_heads=64, head_dim=64, d_ff=10240, num_layers=24),
 }
 _SMALL = SIZES["small"]
 
@@ -36,6 +37,7 @@ class T5Config:
 
   v1.0 checkpoints: `mlp_activations=("relu",)`, `tie_word_embeddings=True`.
   """
+
   vocab_size: int = 32128
   d_model: int = _SMALL["d_model"]
   num_heads: int = _SMALL["num_heads"]
@@ -55,11 +57,15 @@ class T5Config:
 
   def __post_init__(self):
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}.")
+      raise ValueError(
+        f"T5Config.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}."
+      )
     for act in self.mlp_activations:
       if act not in ("gelu", "relu", "linear"):
-        raise ValueError(f"T5Config.mlp_activations has unknown activation {act!r} "
-                         "(use 'gelu', 'relu' or 'linear').")
+        raise ValueError(
+          f"T5Config.mlp_activations has unknown activation {act!r} "
+          "(use 'gelu', 'relu' or 'linear')."
+        )
     if self.dtype not in ("float32", "bfloat16", "float16"):
       raise ValueError(f"T5Config.dtype={self.dtype!r}: use 'float32' or 'bfloat16'.")
 
@@ -96,8 +102,10 @@ class T5Config:
     """Inverse of `to_dict`; unknown fields are an error naming `source`."""
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
-      raise ValueError(f"{source}: unknown T5Config field(s) {unknown}; it was written by another "
-                       "t0jax version, or is not a t0jax model config.")
+      raise ValueError(
+        f"{source}: unknown T5Config field(s) {unknown}; it was written by another "
+        "t0jax version, or is not a t0jax model config."
+      )
     d = dict(d)
     if "mlp_activations" in d:
       d["mlp_activations"] = tuple(d["mlp_activations"])
@@ -113,13 +121,16 @@ class T5Config:
 
 def shape_diff(saved, current) -> dict:
   """{field: (saved, current)} where two configs (or shape signatures) differ in shape."""
-  saved, current = (x.shape_signature() if isinstance(x, T5Config) else dict(x)
-                    for x in (saved, current))
+  saved, current = (
+    x.shape_signature() if isinstance(x, T5Config) else dict(x) for x in (saved, current)
+  )
   keys = set(saved) | set(current)
   return {k: (saved.get(k), current.get(k)) for k in sorted(keys) if saved.get(k) != current.get(k)}
 
 
-def describe_diff(diff: Mapping[str, tuple], saved: str = "checkpoint", current: str = "now") -> str:
+def describe_diff(
+  diff: Mapping[str, tuple], saved: str = "checkpoint", current: str = "now"
+) -> str:
   """`shape_diff` in words, for error messages."""
   return "; ".join(f"{k}: {saved} {a!r}, {current} {b!r}" for k, (a, b) in diff.items())
 
@@ -139,9 +150,12 @@ def configure(*, size: Optional[str] = None, **fields) -> T5Config:
 # gin checks binding names against the signature: list every field, so `T5Config.d_modle` fails
 # when the file is parsed, with the closest names.
 configure.__signature__ = inspect.Signature(
-    [inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=None)]
-    + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-       for f in dataclasses.fields(T5Config)])
+  [inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=None)]
+  + [
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+    for f in dataclasses.fields(T5Config)
+  ]
+)
 # Experiments configure the model as T5X users expect: `T5Config.d_model = 2048`.
 gin.external_configurable(configure, name="T5Config", module="t0jax.model")
 
@@ -150,11 +164,11 @@ def remat_policy(name: str):
   """The jax.checkpoint policy for a named remat setting (None: no rematerialisation)."""
   policies = jax.checkpoint_policies
   return {
-      "none": None,
-      "full": policies.nothing_saveable,
-      "dots": policies.checkpoint_dots,
-      "dots_with_no_batch_dims": policies.checkpoint_dots_with_no_batch_dims,
-      # Keep only the layer inputs' projections: the cheapest memory that avoids recomputing matmuls
-      # whose outputs are small.
-      "minimal": policies.dots_with_no_batch_dims_saveable,
+    "none": None,
+    "full": policies.nothing_saveable,
+    "dots": policies.checkpoint_dots,
+    "dots_with_no_batch_dims": policies.checkpoint_dots_with_no_batch_dims,
+    # Keep only the layer inputs' projections: the cheapest memory that avoids recomputing matmuls
+    # whose outputs are small.
+    "minimal": policies.dots_with_no_batch_dims_saveable,
   }[name]

@@ -7,6 +7,7 @@ Beam search keeps the `num_beams` best partial outputs by summed log-probability
 included, and returns the best finished output after dividing its score by
 ((5 + length) / 6) ** `length_penalty` (the GNMT length penalty T5X uses; 0 scores by plain sum).
 """
+
 import functools
 
 import jax
@@ -16,8 +17,9 @@ from t0jax.data.vocab import EOS_ID
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_decode_length", "eos_id"))
-def greedy_decode(model, params, encoder_input_tokens, max_decode_length: int,
-                  eos_id: int = EOS_ID):
+def greedy_decode(
+  model, params, encoder_input_tokens, max_decode_length: int, eos_id: int = EOS_ID
+):
   """Greedy decoding: int32 [batch, max_decode_length]; positions after EOS are 0 (padding)."""
   encoded = model.encode(params, encoder_input_tokens)
   cache = model.init_cache(params, encoded, encoder_input_tokens, max_decode_length)
@@ -25,8 +27,9 @@ def greedy_decode(model, params, encoder_input_tokens, max_decode_length: int,
 
   def body(state):
     i, cache, prev, out, done = state
-    logits, cache = model.decode_step(params, cache, encoded, encoder_input_tokens,
-                                      prev[:, None], max_decode_length)
+    logits, cache = model.decode_step(
+      params, cache, encoded, encoder_input_tokens, prev[:, None], max_decode_length
+    )
     nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     nxt = jnp.where(done, 0, nxt)
     out = out.at[:, i].set(nxt)
@@ -36,15 +39,28 @@ def greedy_decode(model, params, encoder_input_tokens, max_decode_length: int,
     i, _, _, _, done = state
     return (i < max_decode_length) & ~jnp.all(done)
 
-  state = (jnp.int32(0), cache, jnp.zeros((batch,), jnp.int32),
-           jnp.zeros((batch, max_decode_length), jnp.int32), jnp.zeros((batch,), bool))
+  state = (
+    jnp.int32(0),
+    cache,
+    jnp.zeros((batch,), jnp.int32),
+    jnp.zeros((batch, max_decode_length), jnp.int32),
+    jnp.zeros((batch,), bool),
+  )
   return jax.lax.while_loop(cond, body, state)[3]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_decode_length", "num_beams",
-                                             "length_penalty", "eos_id"))
-def beam_search(model, params, encoder_tokens, max_decode_length: int, num_beams: int,
-                length_penalty: float = 0.6, eos_id: int = EOS_ID):
+@functools.partial(
+  jax.jit, static_argnames=("model", "max_decode_length", "num_beams", "length_penalty", "eos_id")
+)
+def beam_search(
+  model,
+  params,
+  encoder_tokens,
+  max_decode_length: int,
+  num_beams: int,
+  length_penalty: float = 0.6,
+  eos_id: int = EOS_ID,
+):
   """int32 [batch, max_decode_length]: each input's best finished output (0 after EOS)."""
   batch = encoder_tokens.shape[0]
   tokens = jnp.repeat(encoder_tokens, num_beams, axis=0)  # [batch * beams, L]
@@ -60,8 +76,9 @@ def beam_search(model, params, encoder_tokens, max_decode_length: int, num_beams
   def body(i, state):
     cache, scores, outputs, done, lengths = state
     prev = jnp.where(i == 0, 0, outputs[:, :, jnp.maximum(i - 1, 0)]).reshape(-1)
-    logits, cache = model.decode_step(params, cache, encoded, tokens, prev[:, None],
-                                      max_decode_length)
+    logits, cache = model.decode_step(
+      params, cache, encoded, tokens, prev[:, None], max_decode_length
+    )
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, num_beams, -1)
     vocab = log_probs.shape[-1]
     # A finished beam extends only with padding, at no cost, so it keeps its score and place.
@@ -70,8 +87,9 @@ def beam_search(model, params, encoder_tokens, max_decode_length: int, num_beams
     candidates = (scores[..., None] + log_probs).reshape(batch, -1)
     scores, flat = jax.lax.top_k(candidates, num_beams)
     beam, token = flat // vocab, (flat % vocab).astype(jnp.int32)
-    pick = lambda x: jnp.take_along_axis(x, beam.reshape(batch, num_beams, *([1] * (x.ndim - 2))),
-                                         axis=1)
+    pick = lambda x: jnp.take_along_axis(
+      x, beam.reshape(batch, num_beams, *([1] * (x.ndim - 2))), axis=1
+    )
     outputs = pick(outputs).at[:, :, i].set(token)
     was_done = pick(done)
     lengths = pick(lengths) + (~was_done).astype(jnp.int32)
@@ -79,12 +97,12 @@ def beam_search(model, params, encoder_tokens, max_decode_length: int, num_beams
     rows = (jnp.arange(batch)[:, None] * num_beams + beam).reshape(-1)
     # Cached keys/values follow their beam; scanned layers stack them behind a layer axis.
     axis = 1 if model.config.scan_layers else 0
-    cache = jax.tree.map(lambda c: jnp.take(c, rows, axis=axis) if c.ndim > axis + 1 else c,
-                         cache)
+    cache = jax.tree.map(lambda c: jnp.take(c, rows, axis=axis) if c.ndim > axis + 1 else c, cache)
     return cache, scores, outputs, done, lengths
 
   _, scores, outputs, done, lengths = jax.lax.fori_loop(
-      0, max_decode_length, body, (cache, scores, outputs, done, lengths))
+    0, max_decode_length, body, (cache, scores, outputs, done, lengths)
+  )
   penalty = ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** length_penalty
   final = jnp.where(done, scores / penalty, scores / penalty - 1e6)  # unfinished: last resort
   best = jnp.argmax(final, axis=1)

@@ -1,4 +1,5 @@
 """T5 building blocks in flax linen. Every parameter carries its logical axis names."""
+
 import functools
 import math
 from typing import Callable, Optional, Sequence, Tuple
@@ -14,23 +15,25 @@ _partitioned = nn.with_logical_partitioning
 constrain = nn.with_logical_constraint
 
 
-
 class RMSNorm(nn.Module):
   """T5 layer norm: no mean subtraction, no bias, computed in float32."""
+
   epsilon: float = 1e-6
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", _partitioned(nn.initializers.ones, ("embed",)), (x.shape[-1],),
-                       jnp.float32)
+    scale = self.param(
+      "scale", _partitioned(nn.initializers.ones, ("embed",)), (x.shape[-1],), jnp.float32
+    )
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
     return (y * scale).astype(self.dtype)
 
 
-def relative_position_buckets(qlen: int, klen: int, bidirectional: bool, num_buckets: int,
-                              max_distance: int) -> np.ndarray:
+def relative_position_buckets(
+  qlen: int, klen: int, bidirectional: bool, num_buckets: int, max_distance: int
+) -> np.ndarray:
   """Bucket ids [qlen, klen] of (key position - query position), computed on the host.
 
   The float32 arithmetic follows Hugging Face's T5 exactly (no epsilon inside the log), so bucket
@@ -46,15 +49,18 @@ def relative_position_buckets(qlen: int, klen: int, bidirectional: bool, num_buc
     rel = -np.minimum(rel, 0)
   max_exact = num_buckets // 2
   with np.errstate(divide="ignore", invalid="ignore"):
-    large = max_exact + (np.log(rel.astype(np.float32) / np.float32(max_exact))
-                         / np.float32(math.log(max_distance / max_exact))
-                         * np.float32(num_buckets - max_exact)).astype(np.int64)
+    large = max_exact + (
+      np.log(rel.astype(np.float32) / np.float32(max_exact))
+      / np.float32(math.log(max_distance / max_exact))
+      * np.float32(num_buckets - max_exact)
+    ).astype(np.int64)
   large = np.minimum(large, num_buckets - 1)
   return (buckets + np.where(rel < max_exact, rel, large)).astype(np.int32)
 
 
 class RelativePositionBias(nn.Module):
   """One relative-position bias table per stack, shared by all its layers."""
+
   num_buckets: int
   max_distance: int
   num_heads: int
@@ -64,12 +70,16 @@ class RelativePositionBias(nn.Module):
   @nn.compact
   def __call__(self, qlen: int, klen: int) -> Array:
     table = self.param(
-        "rel_embedding",
-        _partitioned(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
-                     ("heads", "relpos_buckets")),
-        (self.num_heads, self.num_buckets), jnp.float32)
-    ids = relative_position_buckets(qlen, klen, self.bidirectional, self.num_buckets,
-                                    self.max_distance)
+      "rel_embedding",
+      _partitioned(
+        nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), ("heads", "relpos_buckets")
+      ),
+      (self.num_heads, self.num_buckets),
+      jnp.float32,
+    )
+    ids = relative_position_buckets(
+      qlen, klen, self.bidirectional, self.num_buckets, self.max_distance
+    )
     # A gather, not a one-hot contraction: the contraction's gradient is a [heads, q, k] x
     # [q, k, buckets] product that cost XLA:CPU ~3% of a T5-small training step. 'heads' is a
     # pass-through axis of the gather, so it still partitions over 'heads'.
@@ -83,6 +93,7 @@ class DenseGeneral(nn.Module):
   Written here because flax's DenseGeneral creates a flattened 2-D kernel and re-boxes it, which
   applies the kernel's 3-D logical constraint to a 2-D value and fails under `jax.set_mesh`.
   """
+
   features: Tuple[int, ...]
   axes: Tuple[str, ...]
   num_in: int = 1
@@ -91,26 +102,30 @@ class DenseGeneral(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    in_shape = x.shape[x.ndim - self.num_in:]
+    in_shape = x.shape[x.ndim - self.num_in :]
     shape = tuple(in_shape) + tuple(self.features)
     in_axis = tuple(range(self.num_in))
     out_axis = tuple(range(self.num_in, len(shape)))
     init = self.init or _scaled_init(1.0, "normal")
-    kernel = self.param("kernel", _partitioned(init(in_axis, out_axis), self.axes), shape,
-                        jnp.float32)
+    kernel = self.param(
+      "kernel", _partitioned(init(in_axis, out_axis), self.axes), shape, jnp.float32
+    )
     # One 2-D matmul over flattened (free, row-major) views. A contraction over several axes, or
     # one whose gradient contracts over (batch, length), makes XLA:CPU transpose activations
     # element by element before its matmuls; flat operands cut a T5-small training step by ~16%.
-    rows = math.prod(x.shape[:x.ndim - self.num_in])
-    y = jnp.dot(x.astype(self.dtype).reshape(rows, math.prod(in_shape)),
-                kernel.astype(self.dtype).reshape(math.prod(in_shape), math.prod(self.features)))
-    return y.reshape(x.shape[:x.ndim - self.num_in] + tuple(self.features))
+    rows = math.prod(x.shape[: x.ndim - self.num_in])
+    y = jnp.dot(
+      x.astype(self.dtype).reshape(rows, math.prod(in_shape)),
+      kernel.astype(self.dtype).reshape(math.prod(in_shape), math.prod(self.features)),
+    )
+    return y.reshape(x.shape[: x.ndim - self.num_in] + tuple(self.features))
 
 
 def _scaled_init(scale, distribution):
   """T5X's fan-in variance scaling, for kernels whose fan-in spans several axes."""
   return lambda in_axis, out_axis: nn.initializers.variance_scaling(
-      scale, "fan_in", distribution, in_axis=in_axis, out_axis=out_axis)
+    scale, "fan_in", distribution, in_axis=in_axis, out_axis=out_axis
+  )
 
 
 def _dense(features, axes, num_in=1, init=None, name=None, dtype=jnp.float32):
@@ -120,19 +135,29 @@ def _dense(features, axes, num_in=1, init=None, name=None, dtype=jnp.float32):
 
 class MultiHeadAttention(nn.Module):
   """T5 attention: unscaled logits in float32, optional additive bias, key/value cache."""
+
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Optional[Array],
-               bias: Optional[Array], *, deterministic: bool, decode: bool = False) -> Array:
+  def __call__(
+    self,
+    inputs_q: Array,
+    inputs_kv: Array,
+    mask: Optional[Array],
+    bias: Optional[Array],
+    *,
+    deterministic: bool,
+    decode: bool = False,
+  ) -> Array:
     heads_kv = (self.num_heads, self.head_dim)
     # T5X's init: the 1/sqrt(head_dim) attention scale lives in the query init, not the logits.
     query_init = _scaled_init(1.0 / self.head_dim, "normal")
-    q = _dense(heads_kv, ("embed", "heads", "kv"), init=query_init, name="query",
-               dtype=self.dtype)(inputs_q)
+    q = _dense(heads_kv, ("embed", "heads", "kv"), init=query_init, name="query", dtype=self.dtype)(
+      inputs_q
+    )
     k = _dense(heads_kv, ("embed", "heads", "kv"), name="key", dtype=self.dtype)(inputs_kv)
     v = _dense(heads_kv, ("embed", "heads", "kv"), name="value", dtype=self.dtype)(inputs_kv)
     q = constrain(q, ("batch", "length", "heads", "kv"))
@@ -152,8 +177,9 @@ class MultiHeadAttention(nn.Module):
       weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     out = constrain(out, ("batch", "length", "heads", "kv"))
-    return _dense(inputs_q.shape[-1], ("heads", "kv", "embed"), num_in=2, name="out",
-                  dtype=self.dtype)(out)
+    return _dense(
+      inputs_q.shape[-1], ("heads", "kv", "embed"), num_in=2, name="out", dtype=self.dtype
+    )(out)
 
   def _update_cache(self, k, v, mask, bias):
     """Autoregressive step: store this position's key/value, attend over the filled prefix.
@@ -182,6 +208,7 @@ class MultiHeadAttention(nn.Module):
 
 class MlpBlock(nn.Module):
   """T5 MLP: gated (v1.1: gelu * linear) or plain (v1.0: relu)."""
+
   d_ff: int
   activations: Sequence[str]
   dropout_rate: float = 0.0
@@ -189,22 +216,44 @@ class MlpBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, deterministic: bool) -> Array:
-    fns = {"gelu": functools.partial(jax.nn.gelu, approximate=True), "relu": jax.nn.relu,
-           "linear": lambda y: y}
-    names = ["wi"] if len(self.activations) == 1 else [f"wi_{i}" for i in range(len(self.activations))]
+    fns = {
+      "gelu": functools.partial(jax.nn.gelu, approximate=True),
+      "relu": jax.nn.relu,
+      "linear": lambda y: y,
+    }
+    names = (
+      ["wi"] if len(self.activations) == 1 else [f"wi_{i}" for i in range(len(self.activations))]
+    )
     h = None
     for name, act in zip(names, self.activations):
-      y = fns[act](_dense(self.d_ff, ("embed", "mlp"), init=_scaled_init(1.0, "truncated_normal"), name=name,
-                          dtype=self.dtype)(x))
+      y = fns[act](
+        _dense(
+          self.d_ff,
+          ("embed", "mlp"),
+          init=_scaled_init(1.0, "truncated_normal"),
+          name=name,
+          dtype=self.dtype,
+        )(x)
+      )
       h = y if h is None else h * y
     h = constrain(h, ("batch", "length", "mlp"))
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return _dense(x.shape[-1], ("mlp", "embed"), init=_scaled_init(1.0, "truncated_normal"), name="wo", dtype=self.dtype)(h)
+    return _dense(
+      x.shape[-1],
+      ("mlp", "embed"),
+      init=_scaled_init(1.0, "truncated_normal"),
+      name="wo",
+      dtype=self.dtype,
+    )(h)
 
 
-def make_attention_mask(query_valid: Array, key_valid: Array,
-                        query_segments: Optional[Array] = None,
-                        key_segments: Optional[Array] = None, causal: bool = False) -> Array:
+def make_attention_mask(
+  query_valid: Array,
+  key_valid: Array,
+  query_segments: Optional[Array] = None,
+  key_segments: Optional[Array] = None,
+  causal: bool = False,
+) -> Array:
   """Boolean mask [batch, 1, q, k]: valid pairs, same packed segment, and (optionally) causal."""
   mask = query_valid[:, :, None] & key_valid[:, None, :]
   if query_segments is not None:

@@ -5,6 +5,7 @@ Checkpoint formats name parameters by that path; `set_leaf` and `get_leaf` read 
 either layout (a scanned tree keeps layer 3 at index 3 of `encoder/layers/mlp/wo/kernel`), and
 `scan_params` / `unscan_params` convert whole trees.
 """
+
 import re
 from typing import Iterator, Optional, Tuple
 
@@ -39,8 +40,9 @@ def set_leaf(params: dict, path: tuple, value, cfg: T5Config) -> None:
     for key in path[2:-1]:
       node = node.setdefault(key, {})
     if path[-1] not in node:
-      node[path[-1]] = np.empty((num_stack_layers(stack, cfg),) + np.shape(value),
-                                np.asarray(value).dtype)
+      node[path[-1]] = np.empty(
+        (num_stack_layers(stack, cfg),) + np.shape(value), np.asarray(value).dtype
+      )
     node[path[-1]][index] = value
     return
   node = params
@@ -65,12 +67,14 @@ def get_leaf(params, path: tuple):
 
 def unscanned_paths(params, cfg: T5Config) -> Iterator[tuple]:
   """The unscanned path of every parameter of `params` (either layout)."""
+
   def walk(node, prefix):
     if isinstance(node, dict):
       for k, v in node.items():
         yield from walk(v, prefix + (k,))
     else:
       yield prefix
+
   for path in walk(params, ()):
     if len(path) > 2 and path[1] == "layers":
       n = num_stack_layers(path[0], cfg)

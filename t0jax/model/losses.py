@@ -1,4 +1,5 @@
 """T5X's cross entropy with z-loss and label smoothing, and its loss normalisation."""
+
 import math
 from typing import Union
 
@@ -10,8 +11,9 @@ NUM_TOTAL_TARGET_TOKENS = "num_total_target_tokens"
 _ALIASES = {"batch_x_length": NUM_TOTAL_TARGET_TOKENS}  # t0jax's earlier name
 
 
-def cross_entropy_with_z_loss(logits, targets, weights, z_loss: float = 0.0,
-                              label_smoothing: float = 0.0):
+def cross_entropy_with_z_loss(
+  logits, targets, weights, z_loss: float = 0.0, label_smoothing: float = 0.0
+):
   """Per-token loss [batch, length] (weights applied) and z-loss part, in float32.
 
   z-loss (T5X: 1e-4) pushes log Z towards 0, keeping bf16 logits well-conditioned. With label
@@ -49,9 +51,11 @@ def parse_loss_normalizing_factor(value, name: str = "LOSS_NORMALIZING_FACTOR"):
     return None
   if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
     return float(value)
-  raise ValueError(f"{name}={value!r} is not a loss normalisation: use "
-                   "'NUM_REAL_TARGET_TOKENS' (the default), 'NUM_TOTAL_TARGET_TOKENS', a positive "
-                   "number, or None (sum over tokens).")
+  raise ValueError(
+    f"{name}={value!r} is not a loss normalisation: use "
+    "'NUM_REAL_TARGET_TOKENS' (the default), 'NUM_TOTAL_TARGET_TOKENS', a positive "
+    "number, or None (sum over tokens)."
+  )
 
 
 def _as_number(text: str):
@@ -61,8 +65,9 @@ def _as_number(text: str):
     return text  # refused by the caller, with the flag's name
 
 
-def loss_normalizer(weights, factor: Union[str, float, None] = NUM_REAL_TARGET_TOKENS,
-                    num_real=None):
+def loss_normalizer(
+  weights, factor: Union[str, float, None] = NUM_REAL_TARGET_TOKENS, num_real=None
+):
   """What a step's summed loss is divided by, for the batch's target `weights` [batch, length]:
   tokens with weight, all target positions, a constant, or 1 (`None`). `num_real`: the weights'
   sum when the step already has it (accumulated with the loss), so it is not reduced again."""

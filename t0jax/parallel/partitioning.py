@@ -6,6 +6,7 @@ constraints that take effect because the mesh is set with `jax.set_mesh` (under 
 `with mesh:` flax's constraints are silently dropped: `meta.global_mesh_defined()` reads the
 abstract mesh that only `jax.set_mesh` sets).
 """
+
 import contextlib
 from typing import Any, Optional, Sequence, Tuple
 
@@ -17,24 +18,25 @@ LogicalRules = Tuple[Tuple[str, Optional[str]], ...]
 
 # T5X's 1-D defaults: the whole sharding policy, readable at a glance.
 STANDARD_RULES: LogicalRules = (
-    ("batch", "data"),
-    ("vocab", "model"),
-    ("embed", None),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("kv", None),
-    ("joined_kv", "model"),
-    ("relpos_buckets", None),
-    ("length", None),
-    ("layers", None),
-    ("stack", None),
+  ("batch", "data"),
+  ("vocab", "model"),
+  ("embed", None),
+  ("mlp", "model"),
+  ("heads", "model"),
+  ("kv", None),
+  ("joined_kv", "model"),
+  ("relpos_buckets", None),
+  ("length", None),
+  ("layers", None),
+  ("stack", None),
 )
 
 # 2-D parameter partitioning (FSDP-like) for 11B-scale models: parameters' `embed` axis is also
 # sharded over 'data'. Activations keep `embed` unsharded because 'batch' claims 'data' first
 # (a mesh axis is used at most once per array; later rules for the same logical axis apply).
 FSDP_RULES: LogicalRules = (("batch", "data"), ("embed", "data")) + tuple(
-    r for r in STANDARD_RULES if r[0] != "batch")
+  r for r in STANDARD_RULES if r[0] != "batch"
+)
 
 RULE_SETS = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
 
@@ -42,8 +44,10 @@ RULE_SETS = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
 def get_rules(name_or_rules) -> LogicalRules:
   if isinstance(name_or_rules, str):
     if name_or_rules not in RULE_SETS:
-      raise ValueError(f"Unknown axis rule set {name_or_rules!r}; choose one of {sorted(RULE_SETS)}"
-                       " or pass a tuple of (logical, mesh axis) pairs.")
+      raise ValueError(
+        f"Unknown axis rule set {name_or_rules!r}; choose one of {sorted(RULE_SETS)}"
+        " or pass a tuple of (logical, mesh axis) pairs."
+      )
     return RULE_SETS[name_or_rules]
   return tuple(tuple(r) for r in name_or_rules)
 
@@ -58,15 +62,20 @@ def create_mesh(num_partitions: int = 1, devices: Optional[Sequence[Any]] = None
   n = len(devices)
   if num_partitions < 1 or n % num_partitions:
     raise ValueError(f"num_partitions={num_partitions} must divide the number of devices ({n}).")
-  return jax.make_mesh((n // num_partitions, num_partitions), ("data", "model"),
-                       axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+  return jax.make_mesh(
+    (n // num_partitions, num_partitions),
+    ("data", "model"),
+    axis_types=(AxisType.Auto, AxisType.Auto),
+    devices=devices,
+  )
 
 
 class Partitioner:
   """Mesh + rules: shardings for parameters, state and batches, and the context to run in."""
 
-  def __init__(self, num_partitions: int = 1, rules="standard",
-               devices: Optional[Sequence[Any]] = None):
+  def __init__(
+    self, num_partitions: int = 1, rules="standard", devices: Optional[Sequence[Any]] = None
+  ):
     self.mesh = create_mesh(num_partitions, devices)
     self.rules = get_rules(rules)
 
@@ -110,6 +119,7 @@ class Partitioner:
     Runs outside `activate()`: the dummy init batch of one row cannot be split over 'data'.
     """
     from t0jax.model import init_params, logical_axes  # the model imports nothing from here
+
     shardings = self.shardings(logical_axes(cfg))
     return jax.jit(lambda r: init_params(cfg, r), out_shardings=shardings)(rng)
 

@@ -1,4 +1,5 @@
 """`python -m t0jax.train`: the same as `t0jax train`."""
+
 import sys
 
 from t0jax.cli.train import main

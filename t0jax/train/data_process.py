@@ -21,6 +21,7 @@ parent, e.g. in a script's `__main__`) is read in-process instead, with a warnin
 
   python -m t0jax.train.data_process FD     (started by `ProcessBatches`; the spec arrives on stdin)
 """
+
 import dataclasses
 import json
 import logging
@@ -45,6 +46,7 @@ class UnregisteredMixture(Exception):
 
 
 # --- wire format: [8-byte length][4-byte header length][JSON header][array bytes] -------------
+
 
 def _write_message(out, header: dict, arrays: Dict[str, np.ndarray] = None) -> None:
   arrays = arrays or {}
@@ -75,7 +77,7 @@ def _read_message(stream):
   if not payload:
     return None
   (head_len,) = struct.unpack_from("<I", payload)
-  header = json.loads(payload[4:4 + head_len])
+  header = json.loads(payload[4 : 4 + head_len])
   arrays, offset = {}, 4 + head_len
   for name, dtype, shape in header.pop("arrays"):
     count = int(np.prod(shape, dtype=np.int64))
@@ -87,9 +89,11 @@ def _read_message(stream):
 
 # --- parent side ---------------------------------------------------------------------------------
 
+
 def _gin_imported_modules() -> List[str]:
   try:
     import gin
+
     return sorted({statement.module for statement in gin.config._IMPORTS})
   except Exception:  # noqa: BLE001 - gin absent or its internals changed: the catalogue only
     return []
@@ -100,9 +104,15 @@ def _error_from(header: dict) -> Exception:
   reports to users, a RuntimeError naming the class otherwise."""
   from t0jax.data.readers import DataUnavailableError
   from t0jax.train.input_pipeline import DataShareError
-  kinds = {"DataShareError": DataShareError, "DataUnavailableError": DataUnavailableError,
-           "ValueError": ValueError, "FileNotFoundError": FileNotFoundError,
-           "PermissionError": PermissionError, "RuntimeError": RuntimeError}
+
+  kinds = {
+    "DataShareError": DataShareError,
+    "DataUnavailableError": DataUnavailableError,
+    "ValueError": ValueError,
+    "FileNotFoundError": FileNotFoundError,
+    "PermissionError": PermissionError,
+    "RuntimeError": RuntimeError,
+  }
   kind, message = header["type"], header["message"]
   if kind == "UnregisteredMixture":
     return UnregisteredMixture(message)
@@ -116,28 +126,50 @@ def _seqio_flags() -> dict:
   seqio = sys.modules.get("seqio")
   if seqio is None:
     return {}
-  return {"cache_dirs": list(seqio.get_global_cache_dirs()),
-          "tfds_data_dir": getattr(seqio.utils, "_TFDS_DATA_DIR_OVERRIDE", None)}
+  return {
+    "cache_dirs": list(seqio.get_global_cache_dirs()),
+    "tfds_data_dir": getattr(seqio.utils, "_TFDS_DATA_DIR_OVERRIDE", None),
+  }
 
 
 class ProcessBatches:
   """Iterator over this host's batches from step `start_step` on, made by a child process."""
 
-  def __init__(self, data, start_step: int = 0, slice_index: int = 0, num_slices: int = 1,
-               prefetch: int = 4, truncation_check_examples: int = 0):
+  def __init__(
+    self,
+    data,
+    start_step: int = 0,
+    slice_index: int = 0,
+    num_slices: int = 1,
+    prefetch: int = 4,
+    truncation_check_examples: int = 0,
+  ):
     from t0jax.data import settings
-    spec = {"data": dataclasses.asdict(data), "start_step": int(start_step),
-            "slice_index": int(slice_index), "num_slices": int(num_slices),
-            "truncation_check_examples": int(truncation_check_examples),
-            "modules": _gin_imported_modules(), "settings": settings.snapshot(),
-            "seqio": _seqio_flags()}
+
+    spec = {
+      "data": dataclasses.asdict(data),
+      "start_step": int(start_step),
+      "slice_index": int(slice_index),
+      "num_slices": int(num_slices),
+      "truncation_check_examples": int(truncation_check_examples),
+      "modules": _gin_imported_modules(),
+      "settings": settings.snapshot(),
+      "seqio": _seqio_flags(),
+    }
     spec["data"]["task_feature_lengths"] = dict(spec["data"]["task_feature_lengths"])
     read_fd, write_fd = os.pipe()
     try:
       self._proc = subprocess.Popen(
-          [sys.executable, "-m", "t0jax.train.data_process", str(write_fd)], stdin=subprocess.PIPE,
-          pass_fds=(write_fd,), env={**os.environ, "PYTHONPATH": os.pathsep.join(
-              p for p in [os.environ.get("PYTHONPATH", "")] + sys.path if p)})
+        [sys.executable, "-m", "t0jax.train.data_process", str(write_fd)],
+        stdin=subprocess.PIPE,
+        pass_fds=(write_fd,),
+        env={
+          **os.environ,
+          "PYTHONPATH": os.pathsep.join(
+            p for p in [os.environ.get("PYTHONPATH", "")] + sys.path if p
+          ),
+        },
+      )
     finally:
       os.close(write_fd)
     self._stream = os.fdopen(read_fd, "rb")
@@ -176,8 +208,10 @@ class ProcessBatches:
     if kind == "error":
       raise _error_from(value)
     code = self._proc.returncode
-    raise RuntimeError(f"The data process ended without a batch or an error (exit code {code}"
-                       f"{', ' + repr(value) if value else ''}); its stderr above says why.")
+    raise RuntimeError(
+      f"The data process ended without a batch or an error (exit code {code}"
+      f"{', ' + repr(value) if value else ''}); its stderr above says why."
+    )
 
   def close(self) -> None:
     if self._closed:
@@ -200,24 +234,30 @@ class ProcessBatches:
 
 # --- child side ----------------------------------------------------------------------------------
 
+
 def _child(out) -> int:
   spec = json.loads(sys.stdin.read())
   try:
     from t0jax.data import settings
+
     settings.apply(spec["settings"])
     from t0jax.data.tf_setup import import_tensorflow
+
     import_tensorflow()  # quietly, before seqio or the catalogue import it
     if spec.get("seqio"):
       import seqio
+
       seqio.add_global_cache_dirs(spec["seqio"]["cache_dirs"])
       if spec["seqio"]["tfds_data_dir"]:
         seqio.set_tfds_data_dir_override(spec["seqio"]["tfds_data_dir"])
     import importlib
     import t0jax.catalog  # noqa: F401 - registers the catalogue
+
     for module in spec["modules"]:
       importlib.import_module(module)
     from t0jax.catalog import get_task_or_mixture
     from t0jax.train.input_pipeline import TrainData
+
     data = TrainData(**spec["data"])
     try:
       get_task_or_mixture(data.mixture_or_task_name)
@@ -227,17 +267,30 @@ def _child(out) -> int:
     _write_message(out, {"kind": "batch"}, next(batches))
     if spec["truncation_check_examples"]:  # while the parent initialises and compiles
       from t0jax.train.input_pipeline import check_truncation
-      check_truncation(data.mixture_or_task_name, data.task_feature_lengths, data.split,
-                       spec["truncation_check_examples"], use_cached=data.use_cached,
-                       cache_dirs=data.cache_dirs)
+
+      check_truncation(
+        data.mixture_or_task_name,
+        data.task_feature_lengths,
+        data.split,
+        spec["truncation_check_examples"],
+        use_cached=data.use_cached,
+        cache_dirs=data.cache_dirs,
+      )
     for batch in batches:
       _write_message(out, {"kind": "batch"}, batch)
   except (BrokenPipeError, KeyboardInterrupt):
     return 0  # the parent is gone or stopped us
   except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
     try:
-      _write_message(out, {"kind": "error", "type": type(e).__name__, "message": str(e),
-                           "traceback": traceback.format_exc()})
+      _write_message(
+        out,
+        {
+          "kind": "error",
+          "type": type(e).__name__,
+          "message": str(e),
+          "traceback": traceback.format_exc(),
+        },
+      )
     except BrokenPipeError:
       pass
     return 1
@@ -246,6 +299,7 @@ def _child(out) -> int:
 
 def main(argv) -> int:
   import signal
+
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
   signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # the parent closes us: no cleanup due
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

@@ -1,4 +1,5 @@
 """FLOP counts of T5 training steps and peak throughput per device kind (for MFU and planning)."""
+
 from typing import Optional
 
 from t0jax.model.config import T5Config
@@ -6,20 +7,20 @@ from t0jax.model.config import T5Config
 # Dense bf16 peak FLOP/s per JAX device, from vendors' specifications. A JAX device is a
 # TensorCore on TPU v2/v3 (vendors quote those per chip = 2 cores) and a chip from v4 on.
 PEAK_FLOPS = {
-    "TPU v2": 45e12 / 2,
-    "TPU v3": 123e12 / 2,
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v6 lite": 918e12,
-    "TPU v6e": 918e12,
-    "NVIDIA A100": 312e12,
-    "NVIDIA H100": 989e12,
-    "NVIDIA H200": 989e12,
-    "NVIDIA B200": 2250e12,
-    "NVIDIA L4": 121e12,
-    "NVIDIA A10G": 70e12,
+  "TPU v2": 45e12 / 2,
+  "TPU v3": 123e12 / 2,
+  "TPU v4": 275e12,
+  "TPU v5 lite": 197e12,
+  "TPU v5e": 197e12,
+  "TPU v5p": 459e12,
+  "TPU v6 lite": 918e12,
+  "TPU v6e": 918e12,
+  "NVIDIA A100": 312e12,
+  "NVIDIA H100": 989e12,
+  "NVIDIA H200": 989e12,
+  "NVIDIA B200": 2250e12,
+  "NVIDIA L4": 121e12,
+  "NVIDIA A10G": 70e12,
 }
 
 
@@ -40,15 +41,17 @@ def forward_flops_per_sequence(cfg: T5Config, input_len: int, target_len: int) -
   attn = lambda q, k: 2 * 2 * q * k * inner  # scores and weighted sum
   enc = cfg.num_layers * (input_len * (proj + mlp) + attn(input_len, input_len))
   dec_self = target_len * proj + attn(target_len, target_len)
-  dec_cross = target_len * 2 * 2 * d * inner + input_len * 2 * 2 * d * inner \
-      + attn(target_len, input_len)
+  dec_cross = (
+    target_len * 2 * 2 * d * inner + input_len * 2 * 2 * d * inner + attn(target_len, input_len)
+  )
   dec = cfg.decoder_layers * (dec_self + dec_cross + target_len * mlp)
   logits = 2 * target_len * d * cfg.vocab_size
   return float(enc + dec + logits)
 
 
-def train_flops_per_step(cfg: T5Config, batch: int, input_len: int, target_len: int,
-                         remat_policy: Optional[str] = None) -> float:
+def train_flops_per_step(
+  cfg: T5Config, batch: int, input_len: int, target_len: int, remat_policy: Optional[str] = None
+) -> float:
   """Forward + backward (2x forward) FLOPs; full rematerialisation adds one more forward."""
   fwd = batch * forward_flops_per_sequence(cfg, input_len, target_len)
   remat = remat_policy if remat_policy is not None else cfg.remat_policy

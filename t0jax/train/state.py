@@ -3,6 +3,7 @@
 On disk (Orbax) it is the plain tree {"step", "params", "opt_state"}, so checkpoints written
 before this class existed restore unchanged and `checkpoints.orbax.load_params` reads "params".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,8 +37,9 @@ def abstract_state(cfg: T5Config, tx, partitioner):
   opt_state = jax.eval_shape(tx.init, params)
   param_sh = partitioner.shardings(logical_axes(cfg))
   shapes = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt_state)
-  shardings = TrainState(partitioner.replicated, param_sh,
-                         optim.state_shardings(opt_state, params, param_sh))
+  shardings = TrainState(
+    partitioner.replicated, param_sh, optim.state_shardings(opt_state, params, param_sh)
+  )
   return shapes, shardings
 
 

@@ -3,6 +3,7 @@
 Only process 0 writes. On resume, records past the restored step are dropped (atomically) so the
 file always describes exactly one run.
 """
+
 import json
 import math
 import os
@@ -10,9 +11,15 @@ from typing import Mapping, Optional
 
 
 class MetricsWriter:
-
-  def __init__(self, model_dir: str, total_steps: int, start_step: int = 0,
-               enabled: bool = True, tensorboard: bool = True, progress_bar: bool = True):
+  def __init__(
+    self,
+    model_dir: str,
+    total_steps: int,
+    start_step: int = 0,
+    enabled: bool = True,
+    tensorboard: bool = True,
+    progress_bar: bool = True,
+  ):
     self.enabled = enabled
     self.path = os.path.join(model_dir, "metrics.jsonl")
     self._tb = self._bar = None
@@ -22,11 +29,14 @@ class MetricsWriter:
     self._file = open(self.path, "a")
     if tensorboard:
       from tensorboardX import SummaryWriter
+
       self._tb = SummaryWriter(os.path.join(model_dir, "tensorboard"), purge_step=start_step + 1)
     if progress_bar:
       from tqdm import tqdm
-      self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                       desc="train")
+
+      self._bar = tqdm(
+        total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, desc="train"
+      )
 
   def _truncate_after(self, step: int) -> None:
     if not os.path.exists(self.path):
