@@ -28,13 +28,13 @@ from t0jax.data.vocab import DeferredVocabulary
 
 from . import demo, registry, t0
 from .mixtures import (
-  MAX_EXAMPLES_PER_DATASET,
   MIXTURES,
   MixtureDef,
   mixture_members,
   prompt_task_rate,
   register_mixtures,
 )
+from .t0 import MAX_EXAMPLES_PER_DATASET
 from .registry import (
   TaskInfo,
   UnknownNameError,

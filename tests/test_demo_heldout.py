@@ -1,6 +1,7 @@
 """The demo's held-out story family: what makes it answerable (the gold ending continues with
 the context's person) and that nothing of it leaks into training (no story data, prompt or
 answer wording in any training mixture, control or ablation). Fast: no model."""
+
 import os
 import re
 
@@ -18,8 +19,9 @@ HELD_IN = ("reviews", "news", "facts", "pairs", "people")
 def _story_phrases() -> list:
   """Wording only the held-out family uses: its situations and endings without the person, its
   settings, and the literal text of its prompts."""
-  phrases = [part.replace("{x} ", "").rstrip(".") for pair in lexicon.STORY_SITUATIONS
-             for part in pair]
+  phrases = [
+    part.replace("{x} ", "").rstrip(".") for pair in lexicon.STORY_SITUATIONS for part in pair
+  ]
   phrases += [s.rstrip(".") for s in lexicon.STORY_SETTINGS]
   story = load_templates_file(os.path.join(PROMPTS, "demo_story", "templates.yaml"))
   for template in story.templates.values():
@@ -66,7 +68,9 @@ def test_no_held_out_wording_in_held_in_data_or_prompts(family):
       rendered, _ = apply_or_skip(template, example, require_target=False)
       if rendered is None:
         continue
-      text = " ".join([rendered.input, rendered.target or ""] + list(rendered.choices or [])).lower()
+      text = " ".join(
+        [rendered.input, rendered.target or ""] + list(rendered.choices or [])
+      ).lower()
       leaked = [p for p in phrases if p in text]
       assert not leaked, (family, template.name, leaked)
 
@@ -80,12 +84,15 @@ def test_no_training_mixture_holds_a_story_task():
 
 
 def test_story_is_held_out_by_the_catalogue_and_in_the_eval_mixture():
-  spec = next(s for s in catalog.load_catalog(catalog.demo.ROOT).datasets
-              if s.dataset == "demo_story")
+  spec = next(
+    s for s in catalog.load_catalog(catalog.demo.ROOT).datasets if s.dataset == "demo_story"
+  )
   assert spec.mixtures == ("demo_eval",) and spec.train_split is None
   names = [t for t, _ in catalog.mixture_rates("demo_heldout_score_eval")]
-  assert sorted(names) == sorted(f"demo_story_{p}_score_eval" for p in
-                                 ("what_happens_next", "sensible_ending", "complete_the_sentence"))
+  assert sorted(names) == sorted(
+    f"demo_story_{p}_score_eval"
+    for p in ("what_happens_next", "sensible_ending", "complete_the_sentence")
+  )
 
 
 def test_control_and_ablation_mixtures_are_parts_of_demo_train_at_its_rates():
@@ -103,6 +110,7 @@ def test_control_and_ablation_mixtures_are_parts_of_demo_train_at_its_rates():
 
 def test_evaluator_marks_held_out_datasets_from_the_catalogue():
   from t0jax.evaluate import evaluator
+
   assert evaluator.prompt_metadata("demo_story_complete_the_sentence_score_eval")["held_out"]
   assert not evaluator.prompt_metadata("demo_reviews_tone_score_eval")["held_out"]
   assert not evaluator.prompt_metadata("not_a_catalogue_task")["held_out"]
@@ -110,13 +118,22 @@ def test_evaluator_marks_held_out_datasets_from_the_catalogue():
 
 def test_dataset_chance_is_the_example_weighted_mean_over_original_task_prompts():
   from t0jax.evaluate import evaluator
+
   def prompt(dataset, chance, n, original=True, held_out=False):
-    return {"dataset": dataset, "chance": chance, "original_task": original,
-            "held_out": held_out, "metrics": {"num_examples": n}}
-  prompts = {"a": prompt("story", 50.0, 100, held_out=True),
-             "b": prompt("story", 25.0, 300, held_out=True),
-             "c": prompt("story", 90.0, 50, original=False, held_out=True),
-             "d": prompt("reviews", 50.0, 10)}
+    return {
+      "dataset": dataset,
+      "chance": chance,
+      "original_task": original,
+      "held_out": held_out,
+      "metrics": {"num_examples": n},
+    }
+
+  prompts = {
+    "a": prompt("story", 50.0, 100, held_out=True),
+    "b": prompt("story", 25.0, 300, held_out=True),
+    "c": prompt("story", 90.0, 50, original=False, held_out=True),
+    "d": prompt("reviews", 50.0, 10),
+  }
   datasets = evaluator._add_chance_and_held_out({"story": {}, "reviews": {}}, prompts)
   assert datasets["story"] == {"chance": 31.25, "held_out": True}
   assert datasets["reviews"] == {"chance": 50.0}

@@ -9,6 +9,7 @@ scoring) -> read this host's shard of each task -> score all choice-carrying exa
 tasks together (shared batches waste less padding) -> generate for the others -> gather every
 host's per-example results -> per-prompt figures -> per-dataset statistics.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,17 +30,22 @@ def resolve_tasks(name: str, all_prompts: bool = False) -> list:
   """The tasks of a mixture (or the task itself), sorted by name. With `all_prompts`, each
   catalogue dataset's non-original-task score-eval prompts on the same eval split are added."""
   from t0jax.data.tf_setup import import_tensorflow
+
   import_tensorflow()
   import seqio
   import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
+
   found = catalog.get_task_or_mixture(name)
   tasks = {t.name: t for t in (found.tasks if isinstance(found, seqio.Mixture) else [found])}
   if all_prompts:
     infos = [_info(n) for n in tasks]
     wanted = {(i.dataset.key, i.eval_split, i.split_suffix) for i in infos if i is not None}
     for info in catalog.all_task_infos():
-      if (info.score_eval and (info.dataset.key, info.eval_split, info.split_suffix) in wanted
-          and info.name not in tasks):
+      if (
+        info.score_eval
+        and (info.dataset.key, info.eval_split, info.split_suffix) in wanted
+        and info.name not in tasks
+      ):
         try:  # through the catalogue, so a P3 dir (when set) supplies these prompts too
           tasks[info.name] = catalog.get_task_or_mixture(info.name)
         except FileNotFoundError:  # a prompt P3 does not hold: extras are optional
@@ -49,6 +55,7 @@ def resolve_tasks(name: str, all_prompts: bool = False) -> list:
 
 def _info(task_name: str):
   import t0jax.catalog as catalog  # registers the catalogue's tasks and mixtures
+
   try:
     return catalog.task_info(task_name)
   except KeyError:
@@ -60,16 +67,26 @@ def prompt_metadata(task_name: str) -> dict:
   original-task flag. A task outside the catalogue is its own dataset and counts as original."""
   info = _info(task_name)
   if info is None:
-    return {"dataset": task_name, "prompt": task_name, "original_task": True, "held_out": False,
-            "prompt_collection": "other"}
-  return {"dataset": info.dataset.label + info.split_suffix, "prompt": info.prompt.name,
-          "original_task": bool(info.prompt.original_task), "held_out": _held_out(info.dataset),
-          "prompt_collection": _collection(info)}
+    return {
+      "dataset": task_name,
+      "prompt": task_name,
+      "original_task": True,
+      "held_out": False,
+      "prompt_collection": "other",
+    }
+  return {
+    "dataset": info.dataset.label + info.split_suffix,
+    "prompt": info.prompt.name,
+    "original_task": bool(info.prompt.original_task),
+    "held_out": _held_out(info.dataset),
+    "prompt_collection": _collection(info),
+  }
 
 
 def _collection(info) -> str:
   """Whose prompts the task's examples carry: P3 holds T0's own (promptsource's) renders."""
   from t0jax.data import settings
+
   return "promptsource" if settings.p3_dir() else info.dataset.prompt_collection
 
 
@@ -77,6 +94,7 @@ def _held_out(spec) -> bool:
   """Held out: the catalogue evaluates the dataset (an *_eval family) and trains no mixture on
   it (no *_train family), like T0's held-out tasks and the demo's story family."""
   from t0jax.catalog.spec import EVAL_FAMILIES, TRAIN_FAMILIES
+
   families = set(spec.mixtures)
   return bool(families & set(EVAL_FAMILIES)) and not families & set(TRAIN_FAMILIES)
 
@@ -140,14 +158,28 @@ def _calibration_scores(scorer: ChoiceScorer, tasks, datas, text: str) -> List[O
   return out
 
 
-def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int = 32,
-             split: str = "validation", task_feature_lengths: Optional[Mapping[str, int]] = None,
-             max_examples: Optional[int] = None, calibrate: bool = False,
-             calibration_input: str = "N/A", all_prompts: bool = False,
-             per_example: bool = False, partitioner=None, pack_choices: bool = True,
-             max_decode_length: int = 64, num_beams: int = 1,
-             length_penalty: float = 0.6, buckets_per_octave: int = 4,
-             use_cached: bool = False) -> dict:
+def evaluate(
+  model,
+  params,
+  cfg,
+  mixture_or_task_name: str,
+  *,
+  batch_size: int = 32,
+  split: str = "validation",
+  task_feature_lengths: Optional[Mapping[str, int]] = None,
+  max_examples: Optional[int] = None,
+  calibrate: bool = False,
+  calibration_input: str = "N/A",
+  all_prompts: bool = False,
+  per_example: bool = False,
+  partitioner=None,
+  pack_choices: bool = True,
+  max_decode_length: int = 64,
+  num_beams: int = 1,
+  length_penalty: float = 0.6,
+  buckets_per_octave: int = 4,
+  use_cached: bool = False,
+) -> dict:
   """Evaluate `params` on every task of `mixture_or_task_name`; returns the results dict that
   `t0jax eval` writes as results.json (see docs/evaluation.md). Cheap to call repeatedly: task
   inputs and compiled programs are cached. With a partitioner on several hosts, every host calls
@@ -161,6 +193,7 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
     eval_data.check_vocabulary(task, cfg.vocab_size)
   if use_cached:  # every cached task has a cache that fits it, before anything is read
     from t0jax.data import caches
+
     try:
       caches.check_cached_tasks(tasks, split)
     except caches.CacheError as e:
@@ -169,26 +202,49 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   datas, error = [], None
   try:  # an example only one host reads may be bad: every host must learn of it and stop
     for task in tasks:
-      datas.append(eval_data.load_task(task, split=split, max_examples=max_examples,
-                                       use_cached=use_cached,
-                                       task_feature_lengths=task_feature_lengths,
-                                       host=data_slice, hosts=num_slices))
+      datas.append(
+        eval_data.load_task(
+          task,
+          split=split,
+          max_examples=max_examples,
+          use_cached=use_cached,
+          task_feature_lengths=task_feature_lengths,
+          host=data_slice,
+          hosts=num_slices,
+        )
+      )
       eval_data.check_token_ids(datas[-1], cfg.vocab_size)
   except EvalDataError as e:
     error = e
   hosts.raise_if_any_failed(error, "reading the evaluation data")
   read_seconds = time.perf_counter() - start
 
-  scorer = ChoiceScorer(model, params, batch_size=batch_size, partitioner=partitioner,
-                        pack_choices=pack_choices, per_octave=buckets_per_octave)
+  scorer = ChoiceScorer(
+    model,
+    params,
+    batch_size=batch_size,
+    partitioner=partitioner,
+    pack_choices=pack_choices,
+    per_octave=buckets_per_octave,
+  )
   ranked = [d for d in datas if d.kind == "rank"]
-  all_scores, all_counts = scorer.score([x for d in ranked for x in d.inputs],
-                                        [c for d in ranked for c in d.choices])
-  unconditional = (_calibration_scores(scorer, tasks, datas, calibration_input) if calibrate
-                   else [None] * len(tasks))
-  generator = Generator(model, params, batch_size=batch_size, partitioner=partitioner,
-                        num_beams=num_beams, length_penalty=length_penalty,
-                        per_octave=buckets_per_octave)
+  all_scores, all_counts = scorer.score(
+    [x for d in ranked for x in d.inputs], [c for d in ranked for c in d.choices]
+  )
+  unconditional = (
+    _calibration_scores(scorer, tasks, datas, calibration_input)
+    if calibrate
+    else [None] * len(tasks)
+  )
+  generator = Generator(
+    model,
+    params,
+    batch_size=batch_size,
+    partitioner=partitioner,
+    num_beams=num_beams,
+    length_penalty=length_penalty,
+    per_octave=buckets_per_octave,
+  )
   generated = _generate(generator, tasks, datas, task_feature_lengths, max_decode_length)
   score_seconds = time.perf_counter() - start - read_seconds
 
@@ -196,8 +252,9 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   for task, d, uncond in zip(tasks, datas, unconditional):
     if d.kind == "rank":
       n = len(d)
-      local[task.name] = _rank_records(task, d, all_scores[offset:offset + n],
-                                       all_counts[offset:offset + n], uncond)
+      local[task.name] = _rank_records(
+        task, d, all_scores[offset : offset + n], all_counts[offset : offset + n], uncond
+      )
       offset += n
     else:
       local[task.name] = _generation_records(task, d, generated[task.name])
@@ -207,27 +264,42 @@ def evaluate(model, params, cfg, mixture_or_task_name: str, *, batch_size: int =
   for task, d in zip(tasks, datas):
     records = _merge([g["records"][task.name] for g in gathered])
     first_of_slice = {g["slice"]: g for g in reversed(gathered)}.values()
-    prompts[task.name] = _prompt_result(task, d, records, calibrate,
-                                        _sum_counts(g["skipped"].get(task.name, {})
-                                                    for g in first_of_slice))
+    prompts[task.name] = _prompt_result(
+      task,
+      d,
+      records,
+      calibrate,
+      _sum_counts(g["skipped"].get(task.name, {}) for g in first_of_slice),
+    )
     if per_example:
       examples[task.name] = [_example_view(r) for r in records]
   total = sum(p["metrics"].get("num_examples", 0) for p in prompts.values())
   seconds = time.perf_counter() - start
   results = {
-      "mixture_or_task": mixture_or_task_name, "split": split,
-      "settings": {"batch_size": batch_size, "max_examples": max_examples,
-                   "task_feature_lengths": dict(task_feature_lengths or {}),
-                   "calibrate": calibrate, "calibration_input": calibration_input,
-                   "all_prompts": all_prompts, "pack_choices": pack_choices,
-                   "num_beams": num_beams, "max_decode_length": max_decode_length,
-                   "buckets_per_octave": buckets_per_octave,
-                   "num_data_slices": num_slices},
-      "prompts": prompts,
-      "datasets": _add_chance_and_held_out(metrics.aggregate(prompts), prompts),
-      "timing": {"seconds": seconds, "read_seconds": read_seconds,
-                 "score_seconds": score_seconds, "num_examples": total,
-                 "examples_per_second": total / score_seconds if score_seconds > 0 else None},
+    "mixture_or_task": mixture_or_task_name,
+    "split": split,
+    "settings": {
+      "batch_size": batch_size,
+      "max_examples": max_examples,
+      "task_feature_lengths": dict(task_feature_lengths or {}),
+      "calibrate": calibrate,
+      "calibration_input": calibration_input,
+      "all_prompts": all_prompts,
+      "pack_choices": pack_choices,
+      "num_beams": num_beams,
+      "max_decode_length": max_decode_length,
+      "buckets_per_octave": buckets_per_octave,
+      "num_data_slices": num_slices,
+    },
+    "prompts": prompts,
+    "datasets": _add_chance_and_held_out(metrics.aggregate(prompts), prompts),
+    "timing": {
+      "seconds": seconds,
+      "read_seconds": read_seconds,
+      "score_seconds": score_seconds,
+      "num_examples": total,
+      "examples_per_second": total / score_seconds if score_seconds > 0 else None,
+    },
   }
   if per_example:
     results["examples"] = examples
@@ -256,7 +328,7 @@ def _generate(generator: Generator, tasks, datas, lengths, max_decode_length) ->
     outputs = generator.generate([x for _, d in members for x in d.inputs], length)
     offset = 0
     for task, d in members:
-      out[task.name] = outputs[offset:offset + len(d)]
+      out[task.name] = outputs[offset : offset + len(d)]
       offset += len(d)
   return out
 
@@ -268,16 +340,24 @@ def _rank_records(task, d, scores, counts, unconditional) -> List[dict]:
   for k in range(len(d)):
     best = int(np.argmax(scores[k]))
     ex = d.examples[k]
-    record = {"key": list(d.keys[k]), "scores": [float(s) for s in scores[k]],
-              "tokens": [int(n) for n in counts[k]],
-              "chars": [len(t) for t in d.choice_texts[k]],
-              "answer_idx": d.answer_idx[k], "prediction": best,
-              "prediction_text": d.choice_texts[k][best], "target": d.target_texts[k],
-              "post_prediction": _plain(task.postprocess_fn(best, example=ex, is_target=False)
-                                        if custom else best),
-              "post_target": _plain(task.postprocess_fn(d.target_texts[k], example=ex,
-                                                        is_target=True)
-                                    if custom else d.answer_idx[k])}
+    record = {
+      "key": list(d.keys[k]),
+      "scores": [float(s) for s in scores[k]],
+      "tokens": [int(n) for n in counts[k]],
+      "chars": [len(t) for t in d.choice_texts[k]],
+      "answer_idx": d.answer_idx[k],
+      "prediction": best,
+      "prediction_text": d.choice_texts[k][best],
+      "target": d.target_texts[k],
+      "post_prediction": _plain(
+        task.postprocess_fn(best, example=ex, is_target=False) if custom else best
+      ),
+      "post_target": _plain(
+        task.postprocess_fn(d.target_texts[k], example=ex, is_target=True)
+        if custom
+        else d.answer_idx[k]
+      ),
+    }
     if unconditional is not None:
       record["unconditional"] = [float(s) for s in unconditional[k]]
     records.append(record)
@@ -290,11 +370,15 @@ def _generation_records(task, d, outputs) -> List[dict]:
   for k, tokens in enumerate(outputs):
     text = vocabulary.decode(tokens)
     ex = d.examples[k]
-    records.append({"key": list(d.keys[k]), "prediction_text": text, "target": d.target_texts[k],
-                    "post_prediction": _plain(task.postprocess_fn(text, example=ex,
-                                                                  is_target=False)),
-                    "post_target": _plain(task.postprocess_fn(d.target_texts[k], example=ex,
-                                                              is_target=True))})
+    records.append(
+      {
+        "key": list(d.keys[k]),
+        "prediction_text": text,
+        "target": d.target_texts[k],
+        "post_prediction": _plain(task.postprocess_fn(text, example=ex, is_target=False)),
+        "post_target": _plain(task.postprocess_fn(d.target_texts[k], example=ex, is_target=True)),
+      }
+    )
   return records
 
 
@@ -306,15 +390,18 @@ def _task_metrics(task, kind: str, records: List[dict]) -> dict:
   calls = [(fn, targets, predictions) for fn in task.predict_metric_fns]
   if kind == "rank":
     gold = [r for r in records if r["answer_idx"] >= 0]
-    calls += [(fn, [r["post_target"] for r in gold], [r["scores"][r["answer_idx"]] for r in gold])
-              for fn in task.score_metric_fns]
+    calls += [
+      (fn, [r["post_target"] for r in gold], [r["scores"][r["answer_idx"]] for r in gold])
+      for fn in task.score_metric_fns
+    ]
   for fn, a, b in calls:
     name = getattr(fn, "__name__", repr(fn))
     try:
       result = fn(a, b)
     except Exception as e:  # noqa: BLE001 - reported with the task and function named
-      raise EvalDataError(f"task {task.name}: its metric function {name} failed: "
-                          f"{type(e).__name__}: {e}") from e
+      raise EvalDataError(
+        f"task {task.name}: its metric function {name} failed: {type(e).__name__}: {e}"
+      ) from e
     out.update({k: _plain(v) for k, v in dict(result).items()})
   return out
 
@@ -325,13 +412,19 @@ def _prompt_result(task, d, records: List[dict], calibrate: bool, skipped: dict)
   if kind == "rank":
     scores = [np.asarray(r["scores"], np.float64) for r in records]
     figures = metrics.rank_metrics(
-        scores, [np.asarray(r["tokens"]) for r in records],
-        [np.asarray(r["chars"]) for r in records], [r["answer_idx"] for r in records],
-        [np.asarray(r["unconditional"]) for r in records] if calibrate else None)
+      scores,
+      [np.asarray(r["tokens"]) for r in records],
+      [np.asarray(r["chars"]) for r in records],
+      [r["answer_idx"] for r in records],
+      [np.asarray(r["unconditional"]) for r in records] if calibrate else None,
+    )
   else:
-    figures = {"num_examples": len(records),
-               **metrics.generation_metrics([r["target"] for r in records],
-                                            [r["prediction_text"] for r in records])}
+    figures = {
+      "num_examples": len(records),
+      **metrics.generation_metrics(
+        [r["target"] for r in records], [r["prediction_text"] for r in records]
+      ),
+    }
   # A T5-style rank task's own metric (t5's rank_classification) reads one row per choice; the
   # grouped examples are scored by the accuracy above instead.
   task_figures = _task_metrics(task, kind, records) if records and not d.from_rows else {}
@@ -340,8 +433,14 @@ def _prompt_result(task, d, records: List[dict], calibrate: bool, skipped: dict)
   scored = [r for r in records if kind == "rank" and r["answer_idx"] >= 0]
   if scored:  # a uniform random guess's accuracy (%), over the examples accuracy counts
     meta["chance"] = 100.0 * float(np.mean([1.0 / len(r["scores"]) for r in scored]))
-  return {**meta, "task": task.name, "kind": kind, "metrics": figures,
-          "task_metrics": task_figures, "skipped_by_prompt": skipped}
+  return {
+    **meta,
+    "task": task.name,
+    "kind": kind,
+    "metrics": figures,
+    "task_metrics": task_figures,
+    "skipped_by_prompt": skipped,
+  }
 
 
 def _example_view(record: dict) -> dict:
@@ -351,6 +450,7 @@ def _example_view(record: dict) -> dict:
 
 def _skip_counts(names) -> dict:
   from t0jax.data import skip_counts
+
   counts = skip_counts()
   return {n: counts[n] for n in names if n in counts}
 

@@ -6,6 +6,7 @@ and the released T0's reference figure as a star when the dataset is one of T0's
 AND was evaluated with T0's own prompts (promptsource's): T0's figure on other prompts compares
 two different things, so it is left out and the report says which prompts were used.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,10 @@ def write_json(results: dict, output_dir: str) -> str:
 
 
 PROMPT_COLLECTIONS = {
-    "promptsource": "T0's own prompts (promptsource)",
-    "t0jax": "t0jax's own prompts (the catalogue's, not T0's)",
-    "other": "the tasks' own inputs (not catalogue prompts)",
-    "mixed": "a mix of prompt collections",
+  "promptsource": "T0's own prompts (promptsource)",
+  "t0jax": "t0jax's own prompts (the catalogue's, not T0's)",
+  "other": "the tasks' own inputs (not catalogue prompts)",
+  "mixed": "a mix of prompt collections",
 }
 
 
@@ -65,30 +66,37 @@ def _collections_line(datasets: Dict[str, dict]) -> str:
   found = sorted({d.get("prompt_collection", "other") for d in datasets.values()})
   text = "; ".join(PROMPT_COLLECTIONS.get(c, c) for c in found)
   line = f"Prompts: {text}."
-  if any(d.get("t0_reference_mean_accuracy") is not None and reference(d) is None
-         for d in datasets.values()):
-    line += (" T0 (mean) is shown only for datasets evaluated with T0's own prompts "
-             "(`--promptsource_dir`, or P3): T0's figures were measured on those.")
+  if any(
+    d.get("t0_reference_mean_accuracy") is not None and reference(d) is None
+    for d in datasets.values()
+  ):
+    line += (
+      " T0 (mean) is shown only for datasets evaluated with T0's own prompts "
+      "(`--promptsource_dir`, or P3): T0's figures were measured on those."
+    )
   return line
 
 
 def _rank_table(datasets: Dict[str, dict]) -> List[str]:
-  lines = ["| dataset | prompts | median | mean | min | max | T0 (mean) | chance | held out | "
-           "per-token median | per-char median | calibrated median | prompted examples | "
-           "target not in choices |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    "| dataset | prompts | median | mean | min | max | T0 (mean) | chance | held out | "
+    "per-token median | per-char median | calibrated median | prompted examples | "
+    "target not in choices |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|",
+  ]
   for name, d in datasets.items():
     group = d["original_task"]
     acc = group.get("accuracy", {})
     median = lambda m: _number(group.get(m, {}).get("median"))
     lines.append(
-        f"| {name} | {acc.get('num_prompts', len(group.get('prompts', [])))} | "
-        f"{_number(acc.get('median'))} | {_number(acc.get('mean'))} | {_number(acc.get('min'))} | "
-        f"{_number(acc.get('max'))} | {_number(reference(d))} | "
-        f"{_number(d.get('chance'))} | {'yes' if d.get('held_out') else '-'} | "
-        f"{median('accuracy_per_token')} | {median('accuracy_per_char')} | "
-        f"{median('accuracy_calibrated')} | {group.get('num_examples', '-')} | "
-        f"{group.get('num_target_not_in_choices', '-')} |")
+      f"| {name} | {acc.get('num_prompts', len(group.get('prompts', [])))} | "
+      f"{_number(acc.get('median'))} | {_number(acc.get('mean'))} | {_number(acc.get('min'))} | "
+      f"{_number(acc.get('max'))} | {_number(reference(d))} | "
+      f"{_number(d.get('chance'))} | {'yes' if d.get('held_out') else '-'} | "
+      f"{median('accuracy_per_token')} | {median('accuracy_per_char')} | "
+      f"{median('accuracy_calibrated')} | {group.get('num_examples', '-')} | "
+      f"{group.get('num_target_not_in_choices', '-')} |"
+    )
   return lines
 
 
@@ -96,17 +104,27 @@ def _all_prompts_table(datasets: Dict[str, dict]) -> List[str]:
   lines = ["| dataset | prompts | median | mean | min | max |", "|---|---:|---:|---:|---:|---:|"]
   for name, d in datasets.items():
     acc = d["all_prompts"].get("accuracy", {})
-    lines.append(f"| {name} | {acc.get('num_prompts', '-')} | {_number(acc.get('median'))} | "
-                 f"{_number(acc.get('mean'))} | {_number(acc.get('min'))} | "
-                 f"{_number(acc.get('max'))} |")
+    lines.append(
+      f"| {name} | {acc.get('num_prompts', '-')} | {_number(acc.get('median'))} | "
+      f"{_number(acc.get('mean'))} | {_number(acc.get('min'))} | "
+      f"{_number(acc.get('max'))} |"
+    )
   return lines
 
 
 def _generation_table(datasets: Dict[str, dict]) -> List[str]:
-  metric_names = sorted({m for d in datasets.values() for m, v in d["original_task"].items()
-                         if isinstance(v, dict) and "median" in v})
-  lines = ["| dataset | prompts | " + " | ".join(f"{m} median" for m in metric_names) + " |",
-           "|---|---:|" + "---:|" * len(metric_names)]
+  metric_names = sorted(
+    {
+      m
+      for d in datasets.values()
+      for m, v in d["original_task"].items()
+      if isinstance(v, dict) and "median" in v
+    }
+  )
+  lines = [
+    "| dataset | prompts | " + " | ".join(f"{m} median" for m in metric_names) + " |",
+    "|---|---:|" + "---:|" * len(metric_names),
+  ]
   for name, d in datasets.items():
     group = d["original_task"]
     cells = [_number(group.get(m, {}).get("median")) for m in metric_names]
@@ -115,17 +133,22 @@ def _generation_table(datasets: Dict[str, dict]) -> List[str]:
 
 
 def _prompt_table(prompts: Dict[str, dict]) -> List[str]:
-  lines = ["| dataset | prompt | original task | accuracy | per-token | per-char | calibrated | "
-           "examples | excluded |", "|---|---|:-:|---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    "| dataset | prompt | original task | accuracy | per-token | per-char | calibrated | "
+    "examples | excluded |",
+    "|---|---|:-:|---:|---:|---:|---:|---:|---:|",
+  ]
   for p in sorted(prompts.values(), key=lambda p: (p["dataset"], p["prompt"])):
     if p["kind"] != "rank":
       continue
     m = p["metrics"]
-    lines.append(f"| {p['dataset']} | {p['prompt']} | {'yes' if p['original_task'] else 'no'} | "
-                 f"{_number(m.get('accuracy'))} | {_number(m.get('accuracy_per_token'))} | "
-                 f"{_number(m.get('accuracy_per_char'))} | "
-                 f"{_number(m.get('accuracy_calibrated'))} | {m.get('num_examples')} | "
-                 f"{m.get('num_target_not_in_choices')} |")
+    lines.append(
+      f"| {p['dataset']} | {p['prompt']} | {'yes' if p['original_task'] else 'no'} | "
+      f"{_number(m.get('accuracy'))} | {_number(m.get('accuracy_per_token'))} | "
+      f"{_number(m.get('accuracy_per_char'))} | "
+      f"{_number(m.get('accuracy_calibrated'))} | {m.get('num_examples')} | "
+      f"{m.get('num_target_not_in_choices')} |"
+    )
   return lines
 
 
@@ -137,13 +160,18 @@ def markdown(results: dict, checkpoint: Optional[str] = None) -> str:
   out = [f"# Zero-shot evaluation: {results['mixture_or_task']}", ""]
   if checkpoint:
     out += [f"Checkpoint: `{checkpoint}`", ""]
-  out += [f"Split `{results['split']}`; {timing.get('num_examples', '?')} examples scored in "
-          f"{_number(timing.get('seconds'))} s. Accuracy in %, by summed log-likelihood of the "
-          "choice's tokens with EOS (T0's metric), over each dataset's original-task prompts. "
-          "Examples whose target is not among the choices are excluded and counted. T0 (mean) "
-          "is the released T0 (11B)'s mean accuracy over prompts (third-party figures); chance is "
-          "a uniform guess's accuracy (the mean of 1/number-of-choices); held-out datasets are "
-          "evaluated but trained on by no catalogue mixture.", "", _collections_line(datasets), ""]
+  out += [
+    f"Split `{results['split']}`; {timing.get('num_examples', '?')} examples scored in "
+    f"{_number(timing.get('seconds'))} s. Accuracy in %, by summed log-likelihood of the "
+    "choice's tokens with EOS (T0's metric), over each dataset's original-task prompts. "
+    "Examples whose target is not among the choices are excluded and counted. T0 (mean) "
+    "is the released T0 (11B)'s mean accuracy over prompts (third-party figures); chance is "
+    "a uniform guess's accuracy (the mean of 1/number-of-choices); held-out datasets are "
+    "evaluated but trained on by no catalogue mixture.",
+    "",
+    _collections_line(datasets),
+    "",
+  ]
   if rank:
     out += ["## Rank classification (original-task prompts)", ""] + _rank_table(rank) + [""]
     if ANLI_AVERAGE in rank:
@@ -169,51 +197,83 @@ def figure_name(mixture: str) -> str:
 
 def write_figure(results: dict, output_dir: str) -> Optional[str]:
   """The distribution of accuracy over prompts per dataset (None when nothing was ranked)."""
-  prompts = [p for p in results["prompts"].values()
-             if p["kind"] == "rank" and not math.isnan(p["metrics"].get("accuracy", math.nan))]
+  prompts = [
+    p
+    for p in results["prompts"].values()
+    if p["kind"] == "rank" and not math.isnan(p["metrics"].get("accuracy", math.nan))
+  ]
   if not prompts:
     return None
   import matplotlib
+
   matplotlib.use("Agg")  # files only: no display needed
   import matplotlib.pyplot as plt
+
   names = sorted({p["dataset"] for p in prompts})
   from matplotlib.lines import Line2D
+
   fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(names) + 2.5), 4.5))
   for x, name in enumerate(names):
     mine = sorted((p for p in prompts if p["dataset"] == name), key=lambda p: p["prompt"])
     for k, p in enumerate(mine):
       offset = (k - (len(mine) - 1) / 2) * min(0.06, 0.5 / max(1, len(mine)))
       original = p["original_task"]
-      ax.scatter(x + offset, p["metrics"]["accuracy"], s=22, zorder=3,
-                 facecolors="tab:blue" if original else "none", edgecolors="tab:blue")
+      ax.scatter(
+        x + offset,
+        p["metrics"]["accuracy"],
+        s=22,
+        zorder=3,
+        facecolors="tab:blue" if original else "none",
+        edgecolors="tab:blue",
+      )
     stats = results["datasets"][name]["original_task"].get("accuracy", {})
     if stats.get("num_prompts"):
       ax.hlines(stats["median"], x - 0.3, x + 0.3, colors="black", linewidth=2, zorder=4)
     chance = results["datasets"][name].get("chance")
     if chance is not None:
-      ax.hlines(chance, x - 0.4, x + 0.4, colors="grey", linestyles="dashed", linewidth=1,
-                zorder=2)
+      ax.hlines(chance, x - 0.4, x + 0.4, colors="grey", linestyles="dashed", linewidth=1, zorder=2)
     figure = reference(results["datasets"][name])
     if figure is not None:
       ax.scatter(x + 0.36, figure, marker="*", s=90, color="tab:red", zorder=5)
   ax.set_xlim(-0.6, len(names) - 0.4)
   ax.set_xticks(range(len(names)))
-  ax.set_xticklabels([n + (" (held out)" if results["datasets"][n].get("held_out") else "")
-                      for n in names], rotation=30, ha="right", fontsize=8)
+  ax.set_xticklabels(
+    [n + (" (held out)" if results["datasets"][n].get("held_out") else "") for n in names],
+    rotation=30,
+    ha="right",
+    fontsize=8,
+  )
   ax.set_ylabel("accuracy (%)")
   ax.set_ylim(-2, 102)
   ax.grid(axis="y", alpha=0.3)
   collections = sorted({d.get("prompt_collection", "other") for d in results["datasets"].values()})
-  ax.set_title(f"{results['mixture_or_task']}: accuracy of each prompt "
-               f"({', '.join(collections)} prompts)", fontsize=10)
+  ax.set_title(
+    f"{results['mixture_or_task']}: accuracy of each prompt ({', '.join(collections)} prompts)",
+    fontsize=10,
+  )
   legend = [
-      Line2D([], [], marker="o", linestyle="", color="tab:blue", label="original-task prompt"),
-      Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="tab:blue",
-             label="other prompt"),
-      Line2D([], [], color="black", linewidth=2, label="median (original-task)"),
-      Line2D([], [], color="grey", linestyle="dashed", linewidth=1, label="chance"),
-      Line2D([], [], marker="*", linestyle="", color="tab:red", markersize=9,
-             label="T0 11B mean (reference, T0's prompts only)")]
+    Line2D([], [], marker="o", linestyle="", color="tab:blue", label="original-task prompt"),
+    Line2D(
+      [],
+      [],
+      marker="o",
+      linestyle="",
+      markerfacecolor="none",
+      color="tab:blue",
+      label="other prompt",
+    ),
+    Line2D([], [], color="black", linewidth=2, label="median (original-task)"),
+    Line2D([], [], color="grey", linestyle="dashed", linewidth=1, label="chance"),
+    Line2D(
+      [],
+      [],
+      marker="*",
+      linestyle="",
+      color="tab:red",
+      markersize=9,
+      label="T0 11B mean (reference, T0's prompts only)",
+    ),
+  ]
   ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   path = os.path.join(output_dir, figure_name(results["mixture_or_task"]))
@@ -239,14 +299,16 @@ def scalars(results: dict) -> Dict[str, float]:
               out[f"eval/{_tag(name)}/{group}/{metric}_{stat}"] = float(value)
   for task, p in results["prompts"].items():
     for metric, value in p["metrics"].items():
-      if not metric.startswith("num_") and isinstance(value, (int, float)) \
-          and not math.isnan(value):
+      if (
+        not metric.startswith("num_") and isinstance(value, (int, float)) and not math.isnan(value)
+      ):
         out[f"eval_prompts/{_tag(task)}/{metric}"] = float(value)
   return out
 
 
 def write_tensorboard(results: dict, output_dir: str, step: int = 0) -> str:
   from tensorboardX import SummaryWriter
+
   directory = os.path.join(output_dir, "tensorboard")
   with SummaryWriter(directory) as writer:
     for tag, value in scalars(results).items():
@@ -254,12 +316,20 @@ def write_tensorboard(results: dict, output_dir: str, step: int = 0) -> str:
   return directory
 
 
-def write_all(results: dict, output_dir: str, *, checkpoint: Optional[str] = None,
-              step: int = 0, tensorboard: bool = True) -> dict:
+def write_all(
+  results: dict,
+  output_dir: str,
+  *,
+  checkpoint: Optional[str] = None,
+  step: int = 0,
+  tensorboard: bool = True,
+) -> dict:
   """Every report file; returns {kind: path}."""
   os.makedirs(output_dir, exist_ok=True)
-  paths = {"json": write_json(results, output_dir),
-           "markdown": write_markdown(results, output_dir, checkpoint)}
+  paths = {
+    "json": write_json(results, output_dir),
+    "markdown": write_markdown(results, output_dir, checkpoint),
+  }
   figure = write_figure(results, output_dir)
   if figure:
     paths["figure"] = figure

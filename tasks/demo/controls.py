@@ -10,6 +10,7 @@ gin/experiments/demo_control.gin does); the training data process imports it too
 with the rates `demo_train` gives the same tasks (examples-proportional), so the only difference
 from the demo is which tasks are trained on.
 """
+
 import seqio
 
 import t0jax.catalog as catalog
@@ -46,7 +47,8 @@ def control_mixtures() -> dict:
   out = {}
   for family in families:
     out[f"{family.replace('demo_', 'demo_only_', 1)}_train"] = [
-        (t, r) for t, r in rates if _dataset(t) == family]
+      (t, r) for t, r in rates if _dataset(t) == family
+    ]
   for n in range(1, len(families) + 1):
     out[f"demo_train_{n}_families"] = [(t, r) for t, r in rates if _dataset(t) in families[:n]]
   out["demo_train_one_prompt"] = _one_prompt(rates)
