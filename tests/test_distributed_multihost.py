@@ -23,9 +23,9 @@ import t0jax.catalog  # noqa: F401  (registers the demo tasks)
 
 # Opt-in (--runslow): the two-process runs take three minutes of the suite's 15 on two cores.
 # Open: after this session's refactor the two-process FSDP run's parameters differ from the
-# one-process run's in one element of 1,024-2,048 (1.9e-5 in one run, 1.1e-3 in another) while
-# every per-step loss agrees to 1e-5; the cause is not found yet (see the session note).
-pytestmark = pytest.mark.slow
+# one-process run's in one element, repeatably: [17, 0, 4] of a (32, 4, 8) attention kernel, by
+# learning rate x |parameter| (3.55e-4 at 1e-3, 1.1e-3 at the demo's 3e-3), while every per-step
+# loss agrees to 1e-5 and all other elements to 1e-5. Cause not found yet (see the session note).
 from t0jax.cli import gin_flags as gin_utils
 from t0jax.train import trainer
 from t0jax.checkpoints.orbax import Checkpointer, load_params
@@ -37,7 +37,10 @@ STEPS = ["--gin.TRAIN_STEPS=4", "--gin.CHECKPOINT_PERIOD=2"]
 # The 2-process run also shards parameters over both hosts (FSDP), so each host saves a part.
 TWO_HOST_LAYOUT = ["--gin.AXIS_RULES='fsdp'", "--gin.NUM_PARTITIONS=2"]
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
+pytestmark = [
+  pytest.mark.slow,
+  pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices"),
+]
 
 
 def _free_port() -> int:
