@@ -164,6 +164,17 @@ def split_gin_dot_flags(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
   return flags, rest
 
 
+def macro_bindings(args: argparse.Namespace, flags_to_macros) -> List[Tuple[str, str]]:
+  """(flag, 'MACRO=value') for each of a command's flags that was given: flags that set a gin
+  macro (`--checkpoint` -> CHECKPOINT_PATH); gin's own macros fill the rest."""
+  out = []
+  for flag, macro in flags_to_macros:
+    value = getattr(args, flag.lstrip("-"))
+    if value is not None:
+      out.append((flag, f"{macro}={value!r}"))
+  return out
+
+
 def _comma_list(values: Optional[Sequence[str]]) -> List[str]:
   return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 

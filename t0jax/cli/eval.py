@@ -169,17 +169,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _flag_bindings(args) -> list:
   """(flag, gin binding) for each flag given; gin's own macros fill the rest."""
-  out = []
-  for flag, name, value in (
-    ("--checkpoint", "CHECKPOINT_PATH", args.checkpoint),
-    ("--mixture", "MIXTURE_OR_TASK_NAME", args.mixture),
-    ("--output_dir", "EVAL_OUTPUT_DIR", args.output_dir),
-    ("--max_examples", "MAX_EXAMPLES", args.max_examples),
-    ("--batch_size", "EVAL_BATCH_SIZE", args.batch_size),
-    ("--vocab", "VOCAB", args.vocab),
-  ):
-    if value is not None:
-      out.append((flag, f"{name}={value!r}"))
+  out = common.macro_bindings(
+    args,
+    (
+      ("--checkpoint", "CHECKPOINT_PATH"),
+      ("--mixture", "MIXTURE_OR_TASK_NAME"),
+      ("--output_dir", "EVAL_OUTPUT_DIR"),
+      ("--max_examples", "MAX_EXAMPLES"),
+      ("--batch_size", "EVAL_BATCH_SIZE"),
+      ("--vocab", "VOCAB"),
+    ),
+  )
   if args.per_example:
     out.append(("--per_example", "PER_EXAMPLE=True"))
   if args.calibrate:

@@ -118,18 +118,17 @@ def _parser():
 
 
 def _bindings(args) -> list:
-  out = []
-  for flag, name, value in (
-    ("--checkpoint", "CHECKPOINT_PATH", args.checkpoint),
-    ("--mixture_or_task", "MIXTURE_OR_TASK_NAME", args.mixture_or_task),
-    ("--output_dir", "INFER_OUTPUT_DIR", args.output_dir),
-    ("--mode", "INFER_MODE", args.mode),
-    ("--max_examples", "MAX_EXAMPLES", args.max_examples),
-    ("--vocab", "VOCAB", args.vocab),
-  ):
-    if value is not None:
-      out.append((flag, f"{name}={value!r}"))
-  return out
+  return common.macro_bindings(
+    args,
+    (
+      ("--checkpoint", "CHECKPOINT_PATH"),
+      ("--mixture_or_task", "MIXTURE_OR_TASK_NAME"),
+      ("--output_dir", "INFER_OUTPUT_DIR"),
+      ("--mode", "INFER_MODE"),
+      ("--max_examples", "MAX_EXAMPLES"),
+      ("--vocab", "VOCAB"),
+    ),
+  )
 
 
 def _check_required() -> None:
