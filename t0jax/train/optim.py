@@ -32,9 +32,16 @@ def adafactor(
   min_dim_size_to_factor: int = 128,
   momentum: Optional[float] = None,
   weight_decay_rate: Optional[float] = None,
+  epsilon1: float = 1e-30,
 ) -> optax.GradientTransformation:
   """optax Adafactor with T5X's defaults (factored second moments, no momentum, update
-  clipping at RMS 1, updates scaled by parameter RMS, epsilon1 1e-30)."""
+  clipping at RMS 1, updates scaled by parameter RMS, epsilon1 1e-30).
+
+  `epsilon1` is added to the squared gradient (T5X's name). At 1e-30 an element whose gradient
+  is rounding noise (1e-10 where its neighbours have 1e-3) still gets a full-size update whose
+  sign is the noise's: two runs that add the same gradient in another order (another mesh) can
+  move that element in opposite directions. Raise it (e.g. 1e-12) to compare layouts.
+  """
   return optax.adafactor(
     learning_rate=learning_rate,
     decay_rate=decay_rate,
@@ -43,7 +50,7 @@ def adafactor(
     min_dim_size_to_factor=min_dim_size_to_factor,
     momentum=momentum,
     weight_decay_rate=weight_decay_rate,
-    eps=1e-30,
+    eps=epsilon1,
     factored=True,
   )
 
