@@ -22,7 +22,7 @@ import transformers
 from flax import serialization, traverse_util
 
 from t0jax import checkpoints
-from t0jax.checkpoints import CheckpointError, hf, t5x, torch_bin
+from t0jax.checkpoints import CheckpointError, byteio, hf, t5x, torch_bin
 from t0jax.cli import convert, predict
 from test_predict_cli import QUESTION, _train_vocab, tzero_scores
 from t0jax.data.vocab import Vocabulary
@@ -168,7 +168,8 @@ def test_blockwise_transposed_reads_equal_whole_reads_and_land_in_their_sharding
   torch.save(_state_dict(model), directory / "pytorch_model.bin")
   _, whole = checkpoints.load(directory)[:2]
   monkeypatch.setattr(hf, "_BLOCK_BYTES", 3 * 32 * 4)  # 3 rows a block: ragged last blocks
-  monkeypatch.setattr(hf, "_TILE", 5)
+  monkeypatch.setattr(byteio, "_TILE", 5)  # ragged tiles, split over the thread pool
+  monkeypatch.setattr(byteio, "_PARALLEL_MIN", 0)
   cfg = checkpoints.read_config(directory).cfg
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
   spec = lambda shape: jax.sharding.PartitionSpec(

@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 from etils import epath
 
-from t0jax.checkpoints import hf
+from t0jax.checkpoints import byteio, hf
 from t0jax.checkpoints.hf import CheckpointError, CheckpointNotFoundError
 
 WEIGHTS_FILE = "flax_model.msgpack"
@@ -45,7 +45,7 @@ class LazyArray:
     out = np.empty(self.shape, self.dtype)
     with self.file.open("rb") as f:
       f.seek(self.offset)
-      if hf.read_into(f, out) != out.nbytes:
+      if byteio.read_into(f, out) != out.nbytes:
         raise CheckpointError(f"{self.file}: truncated; download it again.")
     return out
 

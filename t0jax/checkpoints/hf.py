@@ -24,6 +24,7 @@ import numpy as np
 from etils import epath
 from safetensors.numpy import save_file
 
+from t0jax.checkpoints import byteio
 from t0jax.data.vocab import EOS_ID, PAD_ID, VOCAB_FILE
 from t0jax.model import layout
 from t0jax.model.config import T5Config
@@ -262,20 +263,21 @@ _ST_DTYPES = {
 
 
 class _SafetensorsFile:
-  """One safetensors file read by offset (positioned reads into fresh arrays).
+  """One safetensors file read by offset (see `byteio`: blocks viewed, tensors read).
 
-  safetensors' own numpy reader memory-maps the file, so every page it touches stays in the
-  process's resident set until the file is closed: a whole 44 GB checkpoint by the end of an
-  import. Reading each tensor's bytes into its own array keeps the peak at about one tensor.
+  safetensors' own numpy reader memory-maps the file and keeps every page it touched resident
+  until the file is closed: a whole 44 GB checkpoint by the end of an import. Here a tensor that
+  is kept is read into its own array, and blocks that are converted at once are views whose pages
+  are dropped after use, so the peak stays at about one tensor.
   The header is the format's documented 8-byte length + JSON (name -> dtype, shape, offsets).
   """
 
   def __init__(self, path):
     self.path = path
     try:
-      with path.open("rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
+      self._file = path.open("rb")
+      size = int.from_bytes(self._file.read(8), "little")
+      header = json.loads(self._file.read(size))
     except (OSError, ValueError) as e:
       raise CheckpointError(
         f"{path}: not a readable safetensors file ({e}); download it again."
@@ -290,21 +292,30 @@ class _SafetensorsFile:
         )
       begin, end = entry["data_offsets"]
       self.tensors[name] = (np.dtype(_ST_DTYPES[entry["dtype"]]), tuple(entry["shape"]), begin, end)
+    self._ranges = byteio.ByteRanges(self._file)
 
-  def read(self, name: str, start_row: int = 0, stop_row=None) -> np.ndarray:
+  def _truncated(self, name: str) -> CheckpointError:
+    return CheckpointError(
+      f"{self.path}: tensor {name} is cut short (the file is truncated); download it again."
+    )
+
+  def read(self, name: str) -> np.ndarray:
+    """The whole tensor, in an array of its own."""
     dtype, shape, begin, end = self.tensors[name]
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if shape else 0
-    if shape and stop_row is not None:
-      shape = (stop_row - start_row,) + shape[1:]
-      begin, end = begin + start_row * row_bytes, begin + stop_row * row_bytes
     out = np.empty(shape, dtype)
-    with self.path.open("rb") as f:
-      f.seek(self._data_start + begin)
-      if read_into(f, out) != end - begin:
-        raise CheckpointError(
-          f"{self.path}: tensor {name} is cut short (the file is truncated); download it again."
-        )
+    if self._ranges.read_into(self._data_start + begin, out) != end - begin:
+      raise self._truncated(name)
     return out
+
+  def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a tensor: a view, valid until the next call."""
+    dtype, shape, begin, _ = self.tensors[name]
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    nbytes = (stop - start) * row_bytes
+    data = self._ranges.view(self._data_start + begin + start * row_bytes, nbytes)
+    if data.size != nbytes:
+      raise self._truncated(name)
+    return data.view(dtype).reshape((stop - start,) + tuple(shape[1:]))
 
 
 class _TensorFiles:
@@ -312,6 +323,8 @@ class _TensorFiles:
 
   A tensor source: `names` (a container of HF tensor names), `shape(name)`, `get(name)` and
   `where` (names the checkpoint in errors); torch_bin and flax_msgpack provide the same.
+  Optional `get_rows(name, start, stop)`: rows of a 2-D tensor as a view valid until the next
+  call, which lets `_transposed_by_blocks` convert a tensor a block at a time.
   """
 
   def __init__(self, directory):
@@ -347,17 +360,7 @@ class _TensorFiles:
     return self.names[name].read(name)
 
   def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-    return self.names[name].read(name, start, stop)
-
-
-def read_into(f, out: np.ndarray) -> int:
-  """Fill the contiguous array `out` from file `f`'s position; the number of bytes read."""
-  view = out.reshape(-1).view(np.uint8)
-  if hasattr(f, "readinto"):  # local files: straight into the array, no intermediate copy
-    return f.readinto(view)
-  data = f.read(view.size)  # remote (gs://) file objects may only offer read()
-  view[: len(data)] = np.frombuffer(data, np.uint8)
-  return len(data)
+    return self.names[name].rows(name, start, stop)
 
 
 def _no_safetensors_message(directory: Path) -> str:
@@ -496,7 +499,7 @@ def _read_t0jax(files, t: _Tensor, cfg: T5Config, head_factor: float, dtype=None
   return value if dtype is None else np.ascontiguousarray(value, dtype=dtype)
 
 
-_BLOCK_BYTES, _TILE = 16 << 20, 256
+_BLOCK_BYTES = 4 << 20
 
 
 def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray:
@@ -510,13 +513,7 @@ def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray
   out = np.empty((cols, rows), dtype)
   step = max(1, _BLOCK_BYTES // max(1, cols * out.itemsize))
   for start in range(0, rows, step):
-    block = files.get_rows(t.hf_name, start, min(rows, start + step))
-    # Tile by tile: numpy transposes a whole block with cache misses on every element (3x
-    # slower than these 256 x 256 tiles, measured on a [32128, 1024] float32 embedding).
-    for r in range(0, block.shape[0], _TILE):
-      r_stop = min(r + _TILE, block.shape[0])
-      for c in range(0, cols, _TILE):
-        out[c : c + _TILE, start + r : start + r_stop] = block[r:r_stop, c : c + _TILE].T
+    byteio.transpose_into(files.get_rows(t.hf_name, start, min(rows, start + step)), out, start)
   return out.reshape(_t0jax_shape(t, cfg))
 
 

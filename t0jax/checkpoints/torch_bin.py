@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 from etils import epath
 
-from t0jax.checkpoints import hf
+from t0jax.checkpoints import byteio, hf
 from t0jax.checkpoints.hf import CheckpointError, CheckpointNotFoundError
 
 WEIGHTS_FILE = "pytorch_model.bin"
@@ -131,6 +131,7 @@ class _Archive:
     self._file = path.open("rb")
     try:
       self._open()
+      self._ranges = byteio.ByteRanges(self._file)
     except BaseException:
       self._file.close()
       raise
@@ -209,30 +210,46 @@ class _Archive:
       raise CheckpointError(f"{self.path}: corrupt zip entry {name}; download it again.")
     return info.header_offset + _ZIP_LOCAL_HEADER.size + n_name + n_extra, info.file_size
 
-  def read(self, t: LazyTensor) -> np.ndarray:
-    """The tensor's values: one read of its bytes, in the archive's dtype."""
+  def _span(self, t: LazyTensor):
+    """(file offset, element count) of the elements from the first to the last one the tensor
+    touches (its strides may skip some)."""
     start, size = self._data_offset(t.storage.key)
-    itemsize = t.storage.dtype.itemsize
-    if any(n == 0 for n in t.shape):
-      return np.zeros(t.shape, t.storage.dtype)
-    # Elements from the first to the last one the tensor touches (its strides may skip some).
     span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride))
-    if (t.offset + span) * itemsize > size:
+    if (t.offset + span) * t.storage.dtype.itemsize > size:
       raise CheckpointError(
         f"{self.path}: a tensor reaches past the end of storage "
         f"{t.storage.key}; the archive is truncated or corrupt."
       )
+    return start + t.offset * t.storage.dtype.itemsize, span
+
+  def _truncated(self, t: LazyTensor) -> CheckpointError:
+    return CheckpointError(
+      f"{self.path}: truncated archive (storage {t.storage.key} ends early); download it again."
+    )
+
+  def read(self, t: LazyTensor) -> np.ndarray:
+    """The tensor's values in an array of its own: one read of its bytes, in the archive's
+    dtype."""
+    if any(n == 0 for n in t.shape):
+      return np.zeros(t.shape, t.storage.dtype)
+    offset, span = self._span(t)
     flat = np.empty(span, t.storage.dtype)
-    self._file.seek(start + t.offset * itemsize)
-    if hf.read_into(self._file, flat) != span * itemsize:
-      raise CheckpointError(
-        f"{self.path}: truncated archive (storage {t.storage.key} ends early); download it again."
-      )
+    if self._ranges.read_into(offset, flat) != flat.nbytes:
+      raise self._truncated(t)
     if t.stride == _contiguous_strides(t.shape):
       return flat.reshape(t.shape)
+    itemsize = t.storage.dtype.itemsize
     return np.lib.stride_tricks.as_strided(
       flat, t.shape, tuple(s * itemsize for s in t.stride)
     ).copy()
+
+  def view(self, t: LazyTensor) -> np.ndarray:
+    """The values of a row-major tensor as a view, valid until the next view of this archive."""
+    offset, span = self._span(t)
+    data = self._ranges.view(offset, span * t.storage.dtype.itemsize)
+    if data.size != span * t.storage.dtype.itemsize:
+      raise self._truncated(t)
+    return data.view(t.storage.dtype).reshape(t.shape)
 
 
 def _contiguous_strides(shape: tuple) -> tuple:
@@ -297,15 +314,16 @@ class TorchBinSource:
     return archive.read(tensor)
 
   def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of a tensor, reading only their bytes when it is stored row-major."""
+    """Rows [start, stop) of a tensor, valid until the next call: a view of only their bytes
+    when it is stored row-major."""
     archive, t = self._where[name]
     strides = _contiguous_strides(t.shape)
-    if t.stride != strides or stop <= start:
+    if t.stride != strides or stop <= start or any(n == 0 for n in t.shape):
       return archive.read(t)[start:stop]
     rows = dataclasses.replace(
       t, offset=t.offset + start * strides[0], shape=(stop - start,) + t.shape[1:]
     )
-    return archive.read(rows)
+    return archive.view(rows)
 
 
 def detect(path) -> bool:
