@@ -5,7 +5,8 @@ tensor by tensor into t0jax's layout, each tensor released after use, as `t0jax.
 does when parameters go to accelerators or to `t0jax convert`'s output shards. The peer is
 `torch.load(..., mmap=True, weights_only=True)` followed by the same layout change
 (`.t().contiguous()`) on every tensor. Each reader runs in its own process (alternating, twice,
-page cache warm); the figures are its time and its peak RSS above its baseline after imports.
+page cache warm); the figures are its time and its peak RSS above its baseline after imports
+(and, for t0jax, after XLA's CPU client has started).
 
     python bench/checkpoint_load.py                 # ~3.1 GB, 24 + 24 layers, a few minutes
     python bench/checkpoint_load.py --layers 12     # ~1.7 GB
@@ -73,8 +74,15 @@ def _worker(mode: str, root: str) -> None:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
   else:
+    import jax
     import numpy as np
     from t0jax.checkpoints import flax_msgpack, hf, torch_bin  # noqa: F401
+
+    # Part of the baseline, as torch's initialised runtime is part of torch's: XLA's CPU client
+    # and compiler, started by one small computation (~60 MiB of code paged in), which every
+    # t0jax process that puts parameters into jax has. The transposes' own compilations (one
+    # per tensor shape) are timed.
+    jax.jit(lambda a: a + 1)(np.ones(4, np.float32)).block_until_ready()
   _common.reset_peak_rss()
   base = _rss_kib()
   start, checksum = time.perf_counter(), 0.0

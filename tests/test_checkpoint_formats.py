@@ -161,15 +161,19 @@ def test_half_precision_bin_tensors_are_read_exactly(tmp_path, model, vocab_file
   )
 
 
+@pytest.mark.parametrize("transpose", ["xla", "numpy tiles"])
+@pytest.mark.parametrize("whole_bytes", [0, None], ids=["by blocks", "whole"])
 def test_blockwise_transposed_reads_equal_whole_reads_and_land_in_their_shardings(
-  tmp_path, model, vocab_file, monkeypatch
+  tmp_path, model, vocab_file, monkeypatch, transpose, whole_bytes
 ):
   directory = _hf_dir(tmp_path, model, vocab_file)
   torch.save(_state_dict(model), directory / "pytorch_model.bin")
   _, whole = checkpoints.load(directory)[:2]
+  if whole_bytes is not None:
+    monkeypatch.setattr(hf, "_WHOLE_BYTES", whole_bytes)
   monkeypatch.setattr(hf, "_BLOCK_BYTES", 3 * 32 * 4)  # 3 rows a block: ragged last blocks
-  monkeypatch.setattr(byteio, "_TILE", 5)  # ragged tiles, split over the thread pool
-  monkeypatch.setattr(byteio, "_PARALLEL_MIN", 0)
+  monkeypatch.setattr(byteio, "_TILE", 5)  # ragged tiles
+  monkeypatch.setattr(byteio, "_XLA_MIN", 0 if transpose == "xla" else 1 << 62)
   cfg = checkpoints.read_config(directory).cfg
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
   spec = lambda shape: jax.sharding.PartitionSpec(
@@ -180,6 +184,16 @@ def test_blockwise_transposed_reads_equal_whole_reads_and_land_in_their_sharding
   _, placed, _ = checkpoints.load(directory, shardings=shardings)
   jax.tree.map(np.testing.assert_array_equal, placed, whole)
   jax.tree.map(lambda x, s: assert_same_sharding(x.sharding, s), placed, shardings)
+
+
+@pytest.mark.parametrize("xla_min", [0, 1 << 62], ids=["xla", "numpy tiles"])
+def test_transposes_cast_like_numpy(monkeypatch, xla_min):
+  monkeypatch.setattr(byteio, "_XLA_MIN", xla_min)
+  block = np.arange(6 * 7, dtype=np.float32).reshape(6, 7) / 7
+  for dtype in (np.float32, ml_dtypes.bfloat16, np.float16):
+    got = byteio.transposed(block.astype(ml_dtypes.bfloat16), dtype)
+    np.testing.assert_array_equal(got, block.astype(ml_dtypes.bfloat16).T.astype(dtype))
+    assert got.dtype == dtype and got.shape == (7, 6)
 
 
 def assert_same_sharding(a, b):

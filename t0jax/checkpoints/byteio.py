@@ -1,4 +1,4 @@
-"""Reading tensor bytes out of large checkpoint files, and transposing them on every core.
+"""Reading tensor bytes out of large checkpoint files, and transposing them fast.
 
 The readers of `pytorch_model.bin` and safetensors locate each tensor at an offset of a file;
 this module turns those offsets into numpy arrays without holding more than a block at a time:
@@ -8,60 +8,52 @@ this module turns those offsets into numpy arrays without holding more than a bl
   page cache keeps them) when the next block is viewed, so the resident set never grows towards
   the file's size. Remote files (`gs://`) are read into one reused buffer instead.
 - `ByteRanges.read_into`: a tensor the caller keeps, read into an array of its own.
-- `transpose_into`: a 2-D block transposed into its place in the output in 256 x 256 tiles (3x
-  faster than numpy's whole-array transpose, whose writes miss the cache on every element),
-  columns split over a thread pool (numpy copies release the GIL).
+- `transpose_into`: a 2-D block transposed (and cast) into its place in the output. XLA's CPU
+  transpose does it at memory speed (measured: 2x numpy's best, 256 x 256 tiles, on two cores);
+  numpy tiles serve blocks too small to be worth a dispatch.
 """
 
-import concurrent.futures
+import functools
 import mmap
-import os
-import threading
 
+import jax
 import numpy as np
 
 _TILE = 256
-_PARALLEL_MIN = 1 << 18  # elements; smaller blocks are transposed by the calling thread
-_pool = None
-_pool_lock = threading.Lock()
+_XLA_MIN = 1 << 16  # elements; smaller blocks are transposed by numpy
 
 
-def _threads() -> int:
-  return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+@functools.cache
+def _host():
+  return jax.devices("cpu")[0]
 
 
-def _executor():
-  global _pool
-  with _pool_lock:
-    if _pool is None:
-      _pool = concurrent.futures.ThreadPoolExecutor(_threads(), thread_name_prefix="t0jax-ckpt")
-    return _pool
+@functools.partial(jax.jit, static_argnums=1)
+def _transposed(block, dtype):
+  return block.T.astype(dtype)
 
 
-def _transpose_columns(block: np.ndarray, out: np.ndarray, row0: int, c0: int, c1: int) -> None:
-  rows = block.shape[0]
-  for r in range(0, rows, _TILE):
-    r1 = min(r + _TILE, rows)
-    for c in range(c0, c1, _TILE):
-      c_stop = min(c + _TILE, c1)
-      out[c:c_stop, row0 + r : row0 + r1] = block[r:r1, c:c_stop].T
+def transposed(block: np.ndarray, dtype) -> np.ndarray:
+  """block.T in `dtype`, in a new array (one pass over the block's memory)."""
+  if block.size < _XLA_MIN:
+    out = np.empty(block.shape[::-1], dtype)
+    transpose_into(block, out, 0)
+    return out
+  # Committed to the host's CPU, whatever the default device; a local block is not copied.
+  return np.asarray(_transposed(jax.device_put(block, _host()), np.dtype(dtype)))
 
 
 def transpose_into(block: np.ndarray, out: np.ndarray, row0: int) -> None:
   """out[:, row0 : row0 + len(block)] = block.T, converting to out's dtype."""
-  cols = block.shape[1]
-  tiles = -(-cols // _TILE)
-  parts = min(_threads(), tiles)
-  if parts == 1 or block.size < _PARALLEL_MIN:
-    _transpose_columns(block, out, row0, 0, cols)
+  rows, cols = block.shape
+  if block.size >= _XLA_MIN:
+    out[:, row0 : row0 + rows] = transposed(block, out.dtype)
     return
-  bounds = [min(cols, (tiles * i // parts) * _TILE) for i in range(parts + 1)]
-  done = [
-    _executor().submit(_transpose_columns, block, out, row0, a, b)
-    for a, b in zip(bounds, bounds[1:])
-  ]
-  for future in done:
-    future.result()
+  # Tile by tile: a whole-block numpy transpose misses the cache on every element (3x slower).
+  for r in range(0, rows, _TILE):
+    r1 = min(r + _TILE, rows)
+    for c in range(0, cols, _TILE):
+      out[c : c + _TILE, row0 + r : row0 + r1] = block[r:r1, c : c + _TILE].T
 
 
 def read_into(f, out: np.ndarray) -> int:

@@ -323,8 +323,8 @@ class _TensorFiles:
 
   A tensor source: `names` (a container of HF tensor names), `shape(name)`, `get(name)` and
   `where` (names the checkpoint in errors); torch_bin and flax_msgpack provide the same.
-  Optional `get_rows(name, start, stop)`: rows of a 2-D tensor as a view valid until the next
-  call, which lets `_transposed_by_blocks` convert a tensor a block at a time.
+  Optional `dtype(name)` and `get_rows(name, start, stop)` (rows of a 2-D tensor as a view valid
+  until the next call), which let `_transposed_by_blocks` convert a tensor a block at a time.
   """
 
   def __init__(self, directory):
@@ -358,6 +358,9 @@ class _TensorFiles:
 
   def get(self, name: str) -> np.ndarray:
     return self.names[name].read(name)
+
+  def dtype(self, name: str) -> np.dtype:
+    return self.names[name].tensors[name][0]
 
   def get_rows(self, name: str, start: int, stop: int) -> np.ndarray:
     return self.names[name].rows(name, start, stop)
@@ -499,21 +502,25 @@ def _read_t0jax(files, t: _Tensor, cfg: T5Config, head_factor: float, dtype=None
   return value if dtype is None else np.ascontiguousarray(value, dtype=dtype)
 
 
-_BLOCK_BYTES = 4 << 20
+_WHOLE_BYTES, _BLOCK_BYTES = 32 << 20, 4 << 20
 
 
 def _transposed_by_blocks(files, t: _Tensor, cfg: T5Config, dtype) -> np.ndarray:
-  """A 2-D HF weight transposed into t0jax's layout, read a block of rows at a time.
+  """A 2-D HF weight transposed into t0jax's layout (every kind but "copy" is a transpose and a
+  free reshape), holding at most 32 MiB of source at a time.
 
-  Every kind but "copy" is a transpose followed by a free reshape; reading the source whole and
-  then transposing would hold the tensor twice, which at T0pp's 0.5 GB embedding-sized tensors
-  is what bounds a host's peak memory.
+  A tensor up to that size is transposed in one pass; a larger one a block of rows at a time
+  into its output: reading it whole and then transposing would hold it twice, which at T0pp's
+  0.5 GB embedding-sized tensors is what bounds a host's peak memory.
   """
   rows, cols = t.hf_shape
-  out = np.empty((cols, rows), dtype)
-  step = max(1, _BLOCK_BYTES // max(1, cols * out.itemsize))
-  for start in range(0, rows, step):
-    byteio.transpose_into(files.get_rows(t.hf_name, start, min(rows, start + step)), out, start)
+  if rows * cols * np.dtype(files.dtype(t.hf_name)).itemsize <= _WHOLE_BYTES:
+    out = byteio.transposed(files.get_rows(t.hf_name, 0, rows), dtype)
+  else:
+    out = np.empty((cols, rows), dtype)
+    step = max(1, _BLOCK_BYTES // max(1, cols * out.itemsize))
+    for start in range(0, rows, step):
+      byteio.transpose_into(files.get_rows(t.hf_name, start, min(rows, start + step)), out, start)
   return out.reshape(_t0jax_shape(t, cfg))
 
 
