@@ -3,8 +3,8 @@ against Hugging Face PyTorch with per-batch (dynamic) padding, same examples, sa
 
 Both sides train on exactly the same prompted examples, in the same order, from the demo
 mixture (`demo_train`, prompted inputs of a few dozen to ~400 tokens). t0jax packs them with
-SeqIO's packing feature converter into fixed [batch, 512] / [batch, 32] rows (the trainer's
-pipeline); PyTorch batches the same number of examples per step and pads each batch to its own
+SeqIO's packing feature converter into fixed rows of the demo's TASK_FEATURE_LENGTHS (the
+trainer's pipeline); PyTorch batches the same number of examples per step and pads each batch to its own
 longest input and target. Throughput counts real (non-padding) input + target tokens only.
 Both start from the same weights (t0jax's initialisation, exported to safetensors) and the same
 Adafactor settings. A third process runs `t0jax train` itself on the demo experiment (its live
@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 
 from bench import _common
 
-LENGTHS = {"inputs": 512, "targets": 32}
+LENGTHS = None  # the demo's TASK_FEATURE_LENGTHS (gin/experiments/demo.gin), set by main
 
 
 def _demo_config() -> dict:
@@ -41,11 +41,13 @@ def _demo_config() -> dict:
   from t0jax.cli import gin_flags as gin_utils
 
   gin_utils.parse(["gin/experiments/demo.gin"], [], finalize=False)
-  from t0jax.model import T5Config
-
-  cfg = gin.get_configurable(T5Config)()
+  # gin's `T5Config` is t0jax.model.config.configure: a named size with the bindings on top.
+  cfg = gin.get_configurable("t0jax.model.T5Config")()
   fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
   fields["mlp_activations"] = list(fields["mlp_activations"])
+  global LENGTHS
+  LENGTHS = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
+  gin.clear_config()
   return fields
 
 

@@ -13,6 +13,7 @@ import zipfile
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import gin
 import jax
 import ml_dtypes
 import numpy as np
@@ -433,6 +434,37 @@ def test_t5x_scores_equal_the_same_weights_from_safetensors(t5x_pair, vocab_file
   model_dir, same, _ = t5x_pair
   ours = _predict_scores(capsys, model_dir / "checkpoint_1100", "--vocab", vocab_file)
   np.testing.assert_allclose(ours, _predict_scores(capsys, same), atol=1e-5, rtol=0)
+
+
+def test_predict_takes_gin_overrides_for_what_t5x_shapes_cannot_tell(
+  tmp_path, model, vocab_file, capsys
+):
+  """The fixture model's relative attention max distance is 16; a T5X checkpoint does not hold
+  it, so predict assumes T5 1.1's 128 unless gin says otherwise, on its command line."""
+  src = _hf_dir(tmp_path / "src", model, vocab_file)
+  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  cfg, params = torch_bin.load_params(src)
+  params = _bf16(params)
+  write_t5x(tmp_path / "t5x" / "checkpoint_10", params, 10)
+  hf.save_hf_checkpoint(params, cfg, tmp_path / "same", vocab_path=str(vocab_file))
+  same = _predict_scores(capsys, tmp_path / "same")
+  t5x_dir = tmp_path / "t5x" / "checkpoint_10"
+  assumed = _predict_scores(capsys, t5x_dir, "--vocab", vocab_file)
+  assert np.abs(assumed - same).max() > 1e-3  # 128 is not this model's distance
+  try:
+    told = _predict_scores(
+      capsys, t5x_dir, "--vocab", vocab_file, "--gin.T5Config.relative_attention_max_distance=16"
+    )
+  finally:
+    gin.clear_config()
+  np.testing.assert_allclose(told, same, atol=1e-5, rtol=0)
+  in_a_file = tmp_path / "distance.gin"
+  in_a_file.write_text("T5Config.relative_attention_max_distance = 16\n")
+  try:
+    from_file = _predict_scores(capsys, t5x_dir, "--vocab", vocab_file, f"--gin_file={in_a_file}")
+  finally:
+    gin.clear_config()  # the command's bindings stay in gin, as after any command
+  np.testing.assert_allclose(from_file, same, atol=1e-5, rtol=0)
 
 
 def test_t5x_config_is_inferred_from_shapes_and_the_step_kept(t5x_pair):

@@ -3,10 +3,10 @@
 The readers of `pytorch_model.bin` and safetensors locate each tensor at an offset of a file;
 this module turns those offsets into numpy arrays without holding more than a block at a time:
 
-- `ByteRanges.view`: a local file is memory-mapped once; a block is a view of the mapping (no
-  copy), and its pages are dropped from the process's resident set (`MADV_DONTNEED`; the kernel's
-  page cache keeps them) when the next block is viewed, so the resident set never grows towards
-  the file's size. Remote files (`gs://`) are read into one reused buffer instead.
+- `ByteRanges.view`: a block read into one reused buffer, aligned so that XLA reads it in place.
+  Memory-mapping the file instead (as safetensors' and torch's readers do) keeps every page read
+  in the resident set until the file is closed, and costs a page fault per 4 KiB; a reused buffer
+  costs one copy from the page cache and works the same for remote (`gs://`) files.
 - `ByteRanges.read_into`: a tensor the caller keeps, read into an array of its own.
 - `transpose_into`: a 2-D block transposed (and cast) into its place in the output. XLA's CPU
   transpose does it at memory speed (measured: 2x numpy's best, 256 x 256 tiles, on two cores);
@@ -14,13 +14,13 @@ this module turns those offsets into numpy arrays without holding more than a bl
 """
 
 import functools
-import mmap
 
 import jax
 import numpy as np
 
 _TILE = 256
 _XLA_MIN = 1 << 16  # elements; smaller blocks are transposed by numpy
+_ALIGN = 64  # bytes: XLA reads a host array in place only at this alignment
 
 
 @functools.cache
@@ -66,51 +66,31 @@ def read_into(f, out: np.ndarray) -> int:
   return len(data)
 
 
+def _aligned_empty(nbytes: int) -> np.ndarray:
+  """An uninitialised uint8 array whose data starts at a multiple of `_ALIGN` (numpy's own
+  start 16 bytes past one)."""
+  raw = np.empty(nbytes + _ALIGN, np.uint8)
+  skip = -raw.ctypes.data % _ALIGN
+  return raw[skip : skip + nbytes]
+
+
 class ByteRanges:
-  """Byte ranges of one file, as views (valid until the next `view`) or copies."""
+  """Byte ranges of one open file: blocks read into one reused buffer, or tensors into arrays
+  of their own."""
 
   def __init__(self, file):
     """`file`: a binary file object open for reading (the caller closes it)."""
     self._file = file
-    self._map = None
-    self._viewed = None  # (start, stop) of the mapped pages the last view touched
     self._buffer = np.empty(0, np.uint8)
-    try:
-      self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-      pass  # not a local file (gs://), or an empty one: positioned reads
-    self._bytes = np.frombuffer(self._map, np.uint8) if self._map is not None else None
 
   def view(self, offset: int, nbytes: int) -> np.ndarray:
-    """`nbytes` bytes from `offset` (uint8), fewer when the file ends first."""
-    if self._map is None:
-      if self._buffer.size < nbytes:
-        self._buffer = np.empty(nbytes, np.uint8)
-      self._file.seek(offset)
-      got = read_into(self._file, self._buffer[:nbytes])
-      return self._buffer[:got]
-    self._release()
-    page = offset - offset % mmap.PAGESIZE
-    self._viewed = (page, min(len(self._bytes), offset + nbytes))
-    return self._bytes[offset : offset + nbytes]
+    """`nbytes` bytes from `offset` (uint8; fewer when the file ends first), valid until the
+    next call."""
+    if self._buffer.size < nbytes:
+      self._buffer = _aligned_empty(nbytes)
+    self._file.seek(offset)
+    return self._buffer[: read_into(self._file, self._buffer[:nbytes])]
 
   def read_into(self, offset: int, out: np.ndarray) -> int:
     self._file.seek(offset)
     return read_into(self._file, out)
-
-  def _release(self) -> None:
-    if self._viewed is not None and hasattr(mmap, "MADV_DONTNEED"):
-      start, stop = self._viewed
-      if stop > start:
-        self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
-    self._viewed = None
-
-  def close(self) -> None:
-    if self._map is not None:
-      self._release()
-      self._bytes = None
-      try:
-        self._map.close()
-      except BufferError:  # a view is still referenced; the mapping goes with it
-        pass
-      self._map = None

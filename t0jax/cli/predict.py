@@ -32,13 +32,16 @@ def _parser() -> argparse.ArgumentParser:
     verbose=False,
     description="Score answer choices by summed log-likelihood (choice tokens + "
     "EOS, input without EOS), best first; or generate greedily when no choices are given.",
+    gin=True,
   )
   p.add_argument(
     "--checkpoint",
     required=True,
     metavar="PATH",
-    help="a Hugging Face T5 directory, or a t0jax checkpoint (MODEL_DIR, its "
-    "checkpoints/ folder, or one step folder)",
+    help="any checkpoint t0jax reads: a Hugging Face T5 directory (safetensors, "
+    "pytorch_model.bin, flax_model.msgpack), a t0jax checkpoint (MODEL_DIR, its checkpoints/ "
+    "folder, or one step folder), or a T5X checkpoint (T5Config fields its shapes cannot tell "
+    "come from gin, e.g. --gin.T5Config.relative_attention_max_distance=256)",
   )
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--input", metavar="TEXT", help="one input text")
@@ -155,12 +158,17 @@ def _generate(model, params, vocab, inputs: list, batch_size: int, max_length: i
   return [vocab.decode(tokens) for tokens in outputs]
 
 
-def _run(args) -> None:
+def _run(ctx: common.Context) -> None:
+  args = ctx.args
   if args.batch_size < 1:
     raise UsageError(f"--batch_size must be at least 1, got {args.batch_size}.")
   if args.max_decode_length < 1:
     raise UsageError(f"--max_decode_length must be at least 1, got {args.max_decode_length}.")
   examples = _read_examples(args)
+  if ctx.gin_files or ctx.gin_flags:
+    import t0jax.model  # noqa: F401  (registers T5Config with gin, for T5X config overrides)
+
+    ctx.parse_gin()
   from t0jax import checkpoints
   from t0jax.data.vocab import find_vocabulary
 
@@ -242,7 +250,8 @@ def main(argv=None) -> int:
     "predict",
     argv,
     _parser,
-    lambda ctx: _run(ctx.args),
+    _run,
+    gin=True,
     bad_input=(UsageError, CheckpointError, VocabularyError),
   )
 

@@ -28,6 +28,7 @@ from t0jax.parallel.partitioning import Partitioner
 from t0jax.train import flops, optim
 from t0jax.train.data_process import ProcessBatches, UnregisteredMixture
 from t0jax.train.input_pipeline import TrainData, check_truncation
+from t0jax.data import settings as data_settings
 from t0jax.train.settings import RunSettings, target_step
 from t0jax.train.state import TrainState, abstract_state, initial_state
 from t0jax.train.writer import MetricsWriter
@@ -225,6 +226,7 @@ def train(
   step) or TRAIN_STEPS_RELATIVE steps past the initial checkpoint, resuming from the latest
   checkpoint in `model_dir` if any. `eval_steps` (EVAL_STEPS) has the alias `eval_batches`."""
   s = RunSettings.from_train_args(locals())
+  data_settings.configure()  # gin bindings such as t0jax.data.vocab, as eval and infer apply them
   cfg = model_config
   target = _target_step(s)
   _check_writable(model_dir)
