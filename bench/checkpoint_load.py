@@ -8,8 +8,8 @@ does when parameters go to accelerators or to `t0jax convert`'s output shards. T
 page cache warm); the figures are its time and its peak RSS above its baseline after imports
 (and, for t0jax, after XLA's CPU client has started).
 
-    python bench/checkpoint_load.py                 # ~3.1 GB, 24 + 24 layers, a few minutes
-    python bench/checkpoint_load.py --layers 12     # ~1.7 GB
+    python bench/checkpoint_load.py                 # T0pp's tensor sizes, 1 + 1 layers: 2.7 GiB
+    python bench/checkpoint_load.py --layers 24 --d_model 1024 --d_ff 2816   # T5-large: 2.9 GiB
     python bench/checkpoint_load.py --dir /big/tmp  # where the two checkpoints are written
 """
 
@@ -28,15 +28,15 @@ import _common  # noqa: E402
 RESULT = "CHECKPOINT_LOAD "
 
 
-def _config(layers: int):
+def _config(layers: int, d_model: int = 1024, d_ff: int = 2816):
   from t0jax.model.config import T5Config
 
   return T5Config(
     vocab_size=32128,
-    d_model=1024,
-    num_heads=16,
+    d_model=d_model,
+    num_heads=d_model // 64,
     head_dim=64,
-    d_ff=2816,
+    d_ff=d_ff,
     num_layers=layers,
     num_decoder_layers=layers,
     mlp_activations=("gelu", "linear"),
@@ -44,13 +44,13 @@ def _config(layers: int):
   )
 
 
-def write_checkpoints(root: str, layers: int) -> dict:
+def write_checkpoints(root: str, layers: int, d_model: int, d_ff: int) -> dict:
   """`bin/pytorch_model.bin` (torch.save) and `st/model.safetensors`, the same random tensors."""
   import torch
   from safetensors.torch import save_file
   from t0jax.checkpoints import hf
 
-  cfg = _config(layers)
+  cfg = _config(layers, d_model, d_ff)
   gen = torch.Generator().manual_seed(0)
   state = {t.hf_name: torch.randn(t.hf_shape, generator=gen) for t in hf._tensors(cfg)}
   for sub in ("bin", "st"):
@@ -136,7 +136,11 @@ def _run(mode: str, root: str) -> dict:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--layers", type=int, default=24, help="encoder and decoder layers (24: 3.1 GB)")
+  p.add_argument("--layers", type=int, default=1, help="encoder and decoder layers (default 1)")
+  p.add_argument(
+    "--d_model", type=int, default=4096, help="default 4096, T0pp's (T5-large's: 1024)"
+  )
+  p.add_argument("--d_ff", type=int, default=10240, help="default 10240, T0pp's (T5-large's: 2816)")
   p.add_argument("--dir", help="where to write the checkpoints (default: a temp dir, removed)")
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -146,7 +150,7 @@ def main() -> None:
   root = args.dir or tempfile.mkdtemp(prefix="t0jax-bench-ckpt-")
   try:
     t = time.perf_counter()
-    sizes = write_checkpoints(root, args.layers)
+    sizes = write_checkpoints(root, args.layers, args.d_model, args.d_ff)
     print(
       f"wrote {sizes['tensors']} tensors, {sizes['total_bytes'] / 2**30:.2f} GiB (largest "
       f"{sizes['largest_bytes'] / 2**20:.0f} MiB) twice in {time.perf_counter() - t:.0f} s"
