@@ -202,3 +202,23 @@ def test_evaluation_figures_import_no_tensorflow():
   )
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ablation_figure_and_table_show_each_runs_held_out_median(tmp_path):
+  def run(median, low, high):
+    stats = {"median": median, "min": low, "max": high, "num_prompts": 3}
+    return {"datasets": {"demo_story": {"original_task": {"accuracy": stats}, "chance": 36.1}}}
+
+  panels = {
+    "held-in families": [("1", run(35.0, 33.0, 38.5)), ("5", run(50.5, 40.5, 52.0))],
+    "prompts per family": [("1", run(41.0, 39.0, 44.0)), ("all", run(50.5, 40.5, 52.0))],
+  }
+  path = report.write_ablation(panels, "demo_story", str(tmp_path / "abl"))
+  assert path.endswith("ablation.png") and (tmp_path / "abl" / "ablation.png").stat().st_size > 0
+  table = (tmp_path / "abl" / "ablation.md").read_text().splitlines()
+  assert table[2:] == [
+    "| held-in families | 1 | 35.0 | 33.0 | 38.5 | 36.1 |",
+    "| held-in families | 5 | 50.5 | 40.5 | 52.0 | 36.1 |",
+    "| prompts per family | 1 | 41.0 | 39.0 | 44.0 | 36.1 |",
+    "| prompts per family | all | 50.5 | 40.5 | 52.0 | 36.1 |",
+  ]

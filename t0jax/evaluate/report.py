@@ -282,6 +282,65 @@ def write_figure(results: dict, output_dir: str) -> Optional[str]:
   return path
 
 
+def write_ablation(panels: Dict[str, List[tuple]], dataset: str, output_dir: str) -> str:
+  """T0's ablation figure in miniature: the held-out `dataset`'s median accuracy over its
+  original-task prompts, one panel per ablation (`panels`: title -> [(x label, results dict of a
+  run's `t0jax eval`), ...] in x order), the median of each prompt's accuracy drawn with its
+  spread (min to max) and chance. Writes ablation.png and ablation.md; returns the figure's path.
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows = [
+    "| ablation | trained on | median | min | max | chance |",
+    "|---|---|---:|---:|---:|---:|",
+  ]
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+  for ax, (title, points) in zip(axes[0], panels.items()):
+    stats = [r["datasets"][dataset]["original_task"]["accuracy"] for _, r in points]
+    chance = [r["datasets"][dataset].get("chance") for _, r in points]
+    xs = range(len(points))
+    medians = [a["median"] for a in stats]
+    ax.errorbar(
+      xs,
+      medians,
+      yerr=[
+        [m - a["min"] for m, a in zip(medians, stats)],
+        [a["max"] - m for m, a in zip(medians, stats)],
+      ],
+      fmt="o-",
+      color="tab:blue",
+      capsize=4,
+      label="median over prompts (bar: min-max)",
+    )
+    if chance[0] is not None:
+      ax.axhline(chance[0], color="grey", linestyle="dashed", linewidth=1, label="chance")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([label for label, _ in points], fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(f"{dataset} (held out) accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    for (label, _), a, c in zip(points, stats, chance):
+      rows.append(
+        f"| {title} | {label} | {_number(a['median'])} | {_number(a['min'])} | "
+        f"{_number(a['max'])} | {_number(c)} |"
+      )
+  fig.tight_layout()
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, "ablation.png")
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  table = os.path.join(output_dir, "ablation.md")
+  with open(table + ".tmp", "w") as f:
+    f.write("\n".join(rows) + "\n")
+  os.replace(table + ".tmp", table)
+  return path
+
+
 def _tag(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9_./-]+", "_", text).strip("_")
 
