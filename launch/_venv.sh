@@ -1,5 +1,6 @@
 # Sourced by the launch scripts: create .venv in the checkout if missing, install t0jax into it.
-# Usage: source launch/_venv.sh [EXTRAS]   (EXTRAS e.g. "test")
+# Usage: source launch/_venv.sh EXTRAS   (EXTRAS e.g. "test", or "" for none: always give it, or
+# the sourcing script's own first argument is taken for it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -11,7 +11,8 @@
 # Other arguments go to `t0jax train` (e.g. --gin.SEED=1). Runs again? Training resumes from its
 # last checkpoint (or is already done) and the evaluation is redone. Output in runs/demo and
 # runs/demo_control (override with T0JAX_DEMO_DIR).
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+# The extras argument is given even when empty: a sourced script sees our own arguments as $1.
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
 out="${T0JAX_DEMO_DIR:-runs/demo}"
 control=0
 ablation=0

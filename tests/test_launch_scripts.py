@@ -4,6 +4,7 @@ reruns the command, and the SLURM launcher gives every task the process group t0
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -314,3 +315,28 @@ def test_gpu_launcher_names_bad_options():
   assert r.returncode == 2 and "--per must be 'gpu' or 'node', not 'socket'" in r.stderr
   r = _run(GPU, "--dry_run")
   assert r.returncode == 2 and "give the command to run after --" in r.stderr
+
+
+def test_demo_passes_its_arguments_to_train_and_none_to_the_install(tmp_path):
+  """demo.sh sources _venv.sh, which would take the demo's own first argument for pip extras
+  (`pip install -e .[--gin.SEED=1]` fails) unless demo.sh names the extras itself."""
+  checkout = tmp_path / "checkout"
+  shutil.copytree(ROOT / "launch", checkout / "launch")
+  (checkout / "setup.py").write_text("")
+  venv_bin = checkout / ".venv" / "bin"
+  venv_bin.mkdir(parents=True)
+  _tool(venv_bin, "python", f'echo "python $*" >> "{tmp_path}/called"\n')
+  _tool(
+    venv_bin,
+    "t0jax",
+    f'echo "t0jax $*" >> "{tmp_path}/called"\n'
+    'if [ "$1" = eval ]; then mkdir -p "$7" && echo table > "$7/results.md"; fi\n',
+  )
+  done = _run(
+    str(checkout / "launch" / "demo.sh"), "--gin.SEED=1", env={"T0JAX_DEMO_DIR": "runs/d"}
+  )
+  assert done.returncode == 0, done.stderr
+  called = (tmp_path / "called").read_text().splitlines()
+  assert "python -m pip install -q -e ." in called
+  assert "t0jax train --gin_file=gin/experiments/demo.gin --model_dir=runs/d --gin.SEED=1" in called
+  assert done.stdout.splitlines()[-1] == "table"

@@ -571,6 +571,39 @@ def load_params(
   return load_hf_checkpoint(path, dtype=dtype, scan_layers=scan_layers, shardings=shardings)
 
 
+def tensor_source_format(source, weights_file: str, index_file: str):
+  """`detect`, `read_config` and `load_params` of an HF-named format whose tensors
+  `source(path)` serves (see `_TensorFiles`): the format interface of t0jax/checkpoints, for
+  pytorch_model.bin and flax_model.msgpack. The config comes from config.json, as for every
+  HF-named format."""
+
+  def detect(path) -> bool:
+    return has_weights(path, weights_file, index_file)
+
+  def load_params(
+    path,
+    cfg=None,
+    shardings=None,
+    *,
+    dtype=np.float32,
+    scan_layers: bool = False,
+    lazy: bool = False,
+  ):
+    return load_from_source(
+      source(path),
+      read_config(path) if cfg is None else cfg,
+      dtype=dtype,
+      scan_layers=scan_layers,
+      shardings=shardings,
+      lazy=lazy,
+    )
+
+  load_params.__doc__ = (
+    f"(T5Config, params) from an HF directory holding `{weights_file}` or its shards."
+  )
+  return detect, read_config, load_params
+
+
 def place_on_devices(value: np.ndarray, sharding, dtype) -> jax.Array:
   """`value` as a jax.Array in `sharding`; each device's slice is converted on its own."""
   return jax.make_array_from_callback(

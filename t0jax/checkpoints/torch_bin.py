@@ -326,20 +326,4 @@ class TorchBinSource:
     return archive.view(rows)
 
 
-def detect(path) -> bool:
-  return hf.has_weights(path, WEIGHTS_FILE, INDEX_FILE)
-
-
-# The config comes from config.json, as for every HF-named format.
-read_config = hf.read_config
-
-
-def load_params(
-  path, cfg=None, shardings=None, *, dtype=np.float32, scan_layers: bool = False, lazy: bool = False
-):
-  """(T5Config, params) from an HF directory holding `pytorch_model.bin` (or its shards)."""
-  if cfg is None:
-    cfg = read_config(path)
-  return hf.load_from_source(
-    TorchBinSource(path), cfg, dtype=dtype, scan_layers=scan_layers, shardings=shardings, lazy=lazy
-  )
+detect, read_config, load_params = hf.tensor_source_format(TorchBinSource, WEIGHTS_FILE, INDEX_FILE)
