@@ -9,7 +9,6 @@ import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import gin
 import numpy as np
 import pytest
 import seqio
@@ -18,10 +17,17 @@ import tensorflow as tf
 import t0jax.catalog as catalog
 from t0jax.data import caches, settings, source
 from t0jax.evaluate import EvalDataError, data as eval_data, evaluate
-from t0jax.train import trainer
 from t0jax.train.input_pipeline import TrainData
 
-from test_p3_data import CFG, TWIN, live_rows, model, p3_score_eval_rows, write_tfrecord  # noqa
+from test_p3_data import (
+  CFG,
+  TWIN,
+  live_rows,
+  model,  # noqa: F401  (a fixture)
+  p3_score_eval_rows,
+  train_three_steps,
+  write_tfrecord,
+)
 
 TRAIN_TASKS = ["demo_reviews_tone", "demo_news_topic_label"]
 MIXTURE = "test_caches_mixture"
@@ -104,26 +110,7 @@ def test_a_cached_mixture_trains_with_no_prompt_rendered(
 ):
   cache_dirs(cache_dir)
   monkeypatch.setattr(source, "render_examples", _no_rendering)
-  gin.clear_config()
-  result = trainer.train(
-    model_dir=str(tmp_path / "run"),
-    mixture_or_task_name=MIXTURE,
-    task_feature_lengths={"inputs": 64, "targets": 8},
-    batch_size=8,
-    train_steps=3,
-    model_config=CFG,
-    num_virtual_shards=2,
-    checkpoint_period=3,
-    log_period=1,
-    keep_checkpoints=None,
-    progress_bar=False,
-    tensorboard=False,
-    truncation_check_examples=5,
-    async_checkpointing=False,
-    data_process=False,
-    use_cached_tasks=True,
-  )
-  assert sorted(result["losses"]) == [1, 2, 3]
+  train_three_steps(tmp_path / "run", MIXTURE, use_cached_tasks=True)
 
 
 def test_cache_dirs_from_the_settings_travel_with_the_training_data(cache_dir, cache_dirs):

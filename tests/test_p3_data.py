@@ -236,10 +236,17 @@ def test_a_mixture_trains_on_p3_with_no_prompt_rendered(
   roots, _ = trees
   use_p3(roots[layout])
   monkeypatch.setattr(source, "render_examples", _no_rendering)
+  result = train_three_steps(tmp_path / "run", MIXTURE)
+  assert all(np.isfinite(v) for v in result["losses"].values())
+
+
+def train_three_steps(model_dir, mixture: str, **settings) -> dict:
+  """Three steps of `trainer.train` on `mixture` with the tiny CFG, in this process; asserts
+  the three losses were logged."""
   gin.clear_config()
   result = trainer.train(
-    model_dir=str(tmp_path / "run"),
-    mixture_or_task_name=MIXTURE,
+    model_dir=str(model_dir),
+    mixture_or_task_name=mixture,
     task_feature_lengths={"inputs": 64, "targets": 8},
     batch_size=8,
     train_steps=3,
@@ -253,9 +260,10 @@ def test_a_mixture_trains_on_p3_with_no_prompt_rendered(
     truncation_check_examples=5,
     async_checkpointing=False,
     data_process=False,
+    **settings,
   )
   assert sorted(result["losses"]) == [1, 2, 3]
-  assert all(np.isfinite(v) for v in result["losses"].values())
+  return result
 
 
 @pytest.fixture(scope="module")
