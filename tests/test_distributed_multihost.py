@@ -21,7 +21,7 @@ import pytest
 
 import t0jax.catalog  # noqa: F401  (registers the demo tasks)
 
-# Opt-in (--runslow): the two-process runs take three minutes of the suite's 15 on two cores.
+# In the suite: the two runs below take about a minute (the resume-on-SIGTERM runs are opt-in).
 from t0jax.cli import gin_flags as gin_utils
 from t0jax.train import trainer
 from t0jax.checkpoints.orbax import Checkpointer, load_params
@@ -40,10 +40,7 @@ STEPS = ["--gin.TRAIN_STEPS=4", "--gin.CHECKPOINT_PERIOD=2", f"--gin_bindings={E
 # The 2-process run also shards parameters over both hosts (FSDP), so each host saves a part.
 TWO_HOST_LAYOUT = ["--gin.AXIS_RULES='fsdp'", "--gin.NUM_PARTITIONS=2"]
 
-pytestmark = [
-  pytest.mark.slow,
-  pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices"),
-]
+pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
 
 
 def _free_port() -> int:
