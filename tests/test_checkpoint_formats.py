@@ -25,6 +25,7 @@ from flax import serialization, traverse_util
 from t0jax import checkpoints
 from t0jax.checkpoints import CheckpointError, byteio, hf, t5x, torch_bin
 from t0jax.cli import convert, predict
+from hf_models import random_t5, state_dict
 from test_predict_cli import QUESTION, _train_vocab, tzero_scores
 from t0jax.data.vocab import Vocabulary
 from t0jax.model import EncoderDecoderModel, init_params
@@ -52,13 +53,7 @@ CHOICES = ["yes", "no", "maybe"]
 def _model(
   config_cls=transformers.T5Config, model_cls=transformers.T5ForConditionalGeneration, **dims
 ):
-  torch.manual_seed(0)
-  model = model_cls(config_cls(**{**DIMS, **dims})).eval()
-  # v1.1 checkpoints (and T0) have their own head; transformers 5 ties it at init.
-  model.lm_head.weight = torch.nn.Parameter(
-    torch.randn(model.config.vocab_size, model.config.d_model)
-  )
-  return model
+  return random_t5({**DIMS, **dims}, config_cls=config_cls, model_cls=model_cls)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +73,6 @@ def _hf_dir(directory, model, vocab_file):
   model.config.save_pretrained(directory)
   (directory / "spiece.model").write_bytes(vocab_file.read_bytes())
   return directory
-
-
-def _state_dict(model):
-  # What the hub's files hold: the shared embedding once, plus its copies under other names.
-  return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _predict_scores(capsys, directory, *extra):
@@ -115,7 +105,7 @@ def test_torch_save_bin_scores_equal_transformers_summed_log_probs(
   tmp_path, model, vocab_file, capsys
 ):
   directory = _hf_dir(tmp_path / "t0", model, vocab_file)
-  torch.save(_state_dict(model), directory / "pytorch_model.bin")
+  torch.save(state_dict(model), directory / "pytorch_model.bin")
   assert checkpoints.read_config(directory).format == "torch_bin"
   np.testing.assert_allclose(
     _predict_scores(capsys, directory), _expected(model, vocab_file), atol=1e-3, rtol=0
@@ -140,9 +130,9 @@ def _shard_by_hand(directory, state):
 
 def test_sharded_bin_with_index_loads_the_same_parameters(tmp_path, model, vocab_file):
   single = _hf_dir(tmp_path / "single", model, vocab_file)
-  torch.save(_state_dict(model), single / "pytorch_model.bin")
+  torch.save(state_dict(model), single / "pytorch_model.bin")
   sharded = _hf_dir(tmp_path / "sharded", model, vocab_file)
-  _shard_by_hand(sharded, _state_dict(model))
+  _shard_by_hand(sharded, state_dict(model))
   _, a, _ = checkpoints.load(single)
   _, b, info = checkpoints.load(sharded)
   assert info.format == "torch_bin"
@@ -152,7 +142,7 @@ def test_sharded_bin_with_index_loads_the_same_parameters(tmp_path, model, vocab
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_bin_tensors_are_read_exactly(tmp_path, model, vocab_file, dtype):
   directory = _hf_dir(tmp_path, model, vocab_file)
-  state = {k: v.to(dtype) for k, v in _state_dict(model).items()}
+  state = {k: v.to(dtype) for k, v in state_dict(model).items()}
   torch.save(state, directory / "pytorch_model.bin")
   _, params = torch_bin.load_params(directory)
   q = state["decoder.block.2.layer.1.EncDecAttention.q.weight"].float().numpy()
@@ -168,7 +158,7 @@ def test_blockwise_transposed_reads_equal_whole_reads_and_land_in_their_sharding
   tmp_path, model, vocab_file, monkeypatch, transpose, whole_bytes
 ):
   directory = _hf_dir(tmp_path, model, vocab_file)
-  torch.save(_state_dict(model), directory / "pytorch_model.bin")
+  torch.save(state_dict(model), directory / "pytorch_model.bin")
   _, whole = checkpoints.load(directory)[:2]
   if whole_bytes is not None:
     monkeypatch.setattr(hf, "_WHOLE_BYTES", whole_bytes)
@@ -241,7 +231,7 @@ def test_pickle_calling_anything_else_is_refused_before_it_runs(tmp_path, call):
 def test_legacy_pre_zip_bin_is_refused_with_how_to_convert(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
   torch.save(
-    _state_dict(model), directory / "pytorch_model.bin", _use_new_zipfile_serialization=False
+    state_dict(model), directory / "pytorch_model.bin", _use_new_zipfile_serialization=False
   )
   with pytest.raises(CheckpointError, match=r"pytorch_model.bin: not a zip archive.*torch.save"):
     checkpoints.load(directory)
@@ -250,7 +240,7 @@ def test_legacy_pre_zip_bin_is_refused_with_how_to_convert(tmp_path, model, voca
 def test_truncated_bin_is_reported_as_corrupt(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
   path = directory / "pytorch_model.bin"
-  torch.save(_state_dict(model), path)
+  torch.save(state_dict(model), path)
   path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
   with pytest.raises(CheckpointError, match=r"pytorch_model.bin: .*(corrupt|truncated)"):
     checkpoints.load(directory)
@@ -258,7 +248,7 @@ def test_truncated_bin_is_reported_as_corrupt(tmp_path, model, vocab_file):
 
 def test_shard_missing_and_index_naming_absent_tensors_are_reported(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
-  weight_map = _shard_by_hand(directory, _state_dict(model))
+  weight_map = _shard_by_hand(directory, state_dict(model))
   index = directory / "pytorch_model.bin.index.json"
   index.write_text(
     json.dumps({"weight_map": {**weight_map, "extra.weight": "pytorch_model-00002-of-00002.bin"}})
@@ -278,7 +268,7 @@ def test_shard_missing_and_index_naming_absent_tensors_are_reported(tmp_path, mo
 
 def test_unknown_tensor_and_shape_mismatch_are_named(tmp_path, model, vocab_file):
   directory = _hf_dir(tmp_path, model, vocab_file)
-  state = _state_dict(model)
+  state = state_dict(model)
   torch.save(
     {**state, "encoder.block.0.layer.0.SelfAttention.gate.weight": torch.zeros(2)},
     directory / "pytorch_model.bin",
@@ -344,7 +334,7 @@ def test_sharded_bf16_flax_msgpack_loads_as_the_bin_does(tmp_path, model, vocab_
   )
   bin_dir = _hf_dir(tmp_path / "bin", model, vocab_file)
   torch.save(
-    {k: v.to(torch.bfloat16) for k, v in _state_dict(model).items()}, bin_dir / "pytorch_model.bin"
+    {k: v.to(torch.bfloat16) for k, v in state_dict(model).items()}, bin_dir / "pytorch_model.bin"
   )
   _, a, _ = checkpoints.load(directory)
   _, b, _ = checkpoints.load(bin_dir)
@@ -420,7 +410,7 @@ def t5x_pair(tmp_path_factory, vocab_file):
   root = tmp_path_factory.mktemp("t5x")
   t5 = _model(relative_attention_max_distance=128)
   src = _hf_dir(root / "src", t5, vocab_file)
-  torch.save(_state_dict(t5), src / "pytorch_model.bin")
+  torch.save(state_dict(t5), src / "pytorch_model.bin")
   cfg, params = torch_bin.load_params(src)
   params = _bf16(params)
   write_t5x(
@@ -442,7 +432,7 @@ def test_predict_takes_gin_overrides_for_what_t5x_shapes_cannot_tell(
   """The fixture model's relative attention max distance is 16; a T5X checkpoint does not hold
   it, so predict assumes T5 1.1's 128 unless gin says otherwise, on its command line."""
   src = _hf_dir(tmp_path / "src", model, vocab_file)
-  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  torch.save(state_dict(model), src / "pytorch_model.bin")
   cfg, params = torch_bin.load_params(src)
   params = _bf16(params)
   write_t5x(tmp_path / "t5x" / "checkpoint_10", params, 10)
@@ -533,7 +523,7 @@ def test_convert_bin_to_hf_round_trips_to_equal_transformers_logits(
   tmp_path, model, vocab_file, capsys
 ):
   src = _hf_dir(tmp_path / "src", model, vocab_file)
-  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  torch.save(state_dict(model), src / "pytorch_model.bin")
   assert convert.main([str(src), str(tmp_path / "dst"), "--max_shard_size", "20KB"]) == 0
   assert "from a torch_bin checkpoint" in capsys.readouterr().out
   written = sorted(p.name for p in (tmp_path / "dst").iterdir())
@@ -557,7 +547,7 @@ def test_convert_t5x_to_hf_and_t0jax_keeps_the_weights(tmp_path, t5x_pair, vocab
 
 def test_convert_refuses_a_non_empty_destination(tmp_path, model, vocab_file, capsys):
   src = _hf_dir(tmp_path / "src", model, vocab_file)
-  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  torch.save(state_dict(model), src / "pytorch_model.bin")
   (tmp_path / "dst").mkdir()
   (tmp_path / "dst" / "notes.txt").write_text("mine")
   assert convert.main([str(src), str(tmp_path / "dst")]) == 2
@@ -569,7 +559,7 @@ def test_convert_refuses_a_non_empty_destination(tmp_path, model, vocab_file, ca
 @pytest.mark.parametrize("to", ["hf", "t0jax"])
 def test_an_interrupted_convert_leaves_no_destination(tmp_path, model, vocab_file, monkeypatch, to):
   src = _hf_dir(tmp_path / "src", model, vocab_file)
-  torch.save(_state_dict(model), src / "pytorch_model.bin")
+  torch.save(state_dict(model), src / "pytorch_model.bin")
   from t0jax.checkpoints import orbax
 
   owner, name = (hf, "save_file") if to == "hf" else (orbax.Checkpointer, "save")
@@ -602,7 +592,7 @@ def test_mt5_shaped_model_loads_and_scores_equal_transformers(tmp_path, vocab_fi
     num_decoder_layers=1,
   )
   directory = _hf_dir(tmp_path, mt5, vocab_file)
-  torch.save(_state_dict(mt5), directory / "pytorch_model.bin")
+  torch.save(state_dict(mt5), directory / "pytorch_model.bin")
   info = checkpoints.read_config(directory)
   assert info.cfg.vocab_size == 250112 and not info.cfg.tie_word_embeddings
   np.testing.assert_allclose(

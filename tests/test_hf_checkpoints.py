@@ -16,6 +16,7 @@ import pytest
 import torch
 import transformers
 
+from hf_models import random_t5
 from t0jax.checkpoints import hf
 from t0jax.checkpoints import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
 from t0jax.model import Transformer, init_params, scan_params
@@ -55,12 +56,7 @@ V10 = dict(
 def make_hf_model(directory, dims, *, separate_head=True, seed=0, dtype=torch.float32):
   """A random HF model saved as safetensors. transformers 5 ties the head to the embedding at
   init; real v1.1 checkpoints (and T0) have their own `lm_head`, so give it one."""
-  torch.manual_seed(seed)
-  model = transformers.T5ForConditionalGeneration(
-    transformers.T5Config(dropout_rate=0.0, **dims)
-  ).eval()
-  if separate_head and dims.get("tie_word_embeddings") is False:
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(dims["vocab_size"], dims["d_model"]))
+  model = random_t5(dims, separate_head=separate_head, seed=seed)
   model.to(dtype).save_pretrained(directory, safe_serialization=True)
   return model
 

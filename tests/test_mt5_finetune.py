@@ -12,6 +12,7 @@ import pytest
 import torch
 import transformers
 
+from hf_models import random_t5, state_dict
 from t0jax.cli import convert, train
 from t0jax.data import settings
 from t0jax.train.writer import read_metrics
@@ -26,26 +27,25 @@ MT5_VOCAB_SIZE = 250112
 def mt5_dir(tmp_path_factory):
   """A random mT5 with train_small.gin's dimensions, as the hub holds mT5: config.json,
   pytorch_model.bin (torch.save of the state dict) and its spiece.model."""
-  torch.manual_seed(0)
-  config = transformers.MT5Config(
-    vocab_size=MT5_VOCAB_SIZE,
-    d_model=32,
-    d_kv=8,
-    num_heads=4,
-    d_ff=64,
-    num_layers=2,
-    num_decoder_layers=2,
-    feed_forward_proj="gated-gelu",
-    tie_word_embeddings=False,
-    dropout_rate=0.0,
-    decoder_start_token_id=0,
+  model = random_t5(
+    dict(
+      vocab_size=MT5_VOCAB_SIZE,
+      d_model=32,
+      d_kv=8,
+      num_heads=4,
+      d_ff=64,
+      num_layers=2,
+      num_decoder_layers=2,
+      feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False,
+      decoder_start_token_id=0,
+    ),
+    config_cls=transformers.MT5Config,
+    model_cls=transformers.MT5ForConditionalGeneration,
   )
-  model = transformers.MT5ForConditionalGeneration(config).eval()
-  model.lm_head.weight = torch.nn.Parameter(torch.randn(MT5_VOCAB_SIZE, 32))  # mT5's own head
   directory = tmp_path_factory.mktemp("mt5")
-  config.save_pretrained(directory)
-  state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-  torch.save(state, directory / "pytorch_model.bin")
+  model.config.save_pretrained(directory)
+  torch.save(state_dict(model), directory / "pytorch_model.bin")
   (directory / "spiece.model").write_bytes(VOCAB.read_bytes())
   return directory, model
 

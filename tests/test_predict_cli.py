@@ -17,6 +17,7 @@ import sentencepiece as spm
 import torch
 import transformers
 
+from hf_models import random_t5
 from t0jax import cli
 from t0jax.cli import predict
 from t0jax.data.vocab import Vocabulary
@@ -72,24 +73,22 @@ def _train_vocab(path):
 
 
 def _save_model(directory, vocab_size):
-  torch.manual_seed(0)
-  config = transformers.T5Config(
-    vocab_size=vocab_size,
-    d_model=32,
-    d_kv=8,
-    num_heads=4,
-    d_ff=48,
-    num_layers=2,
-    num_decoder_layers=2,
-    feed_forward_proj="gated-gelu",
-    tie_word_embeddings=False,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=16,
-    dropout_rate=0.0,
-    decoder_start_token_id=0,
+  model = random_t5(
+    dict(
+      vocab_size=vocab_size,
+      d_model=32,
+      d_kv=8,
+      num_heads=4,
+      d_ff=48,
+      num_layers=2,
+      num_decoder_layers=2,
+      feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False,
+      relative_attention_num_buckets=8,
+      relative_attention_max_distance=16,
+      decoder_start_token_id=0,
+    )
   )
-  model = transformers.T5ForConditionalGeneration(config).eval()
-  model.lm_head.weight = torch.nn.Parameter(torch.randn(vocab_size, 32))  # v1.1: its own head
   model.save_pretrained(directory, safe_serialization=True)
   return model
 

@@ -1,0 +1,30 @@
+"""Small random Hugging Face T5 models for the tests: the one builder every test that needs a
+transformers reference model uses."""
+
+import torch
+import transformers
+
+
+def random_t5(
+  dims: dict,
+  *,
+  config_cls=transformers.T5Config,
+  model_cls=transformers.T5ForConditionalGeneration,
+  separate_head: bool = True,
+  seed: int = 0,
+):
+  """A random T5 (eval mode, no dropout) of `dims` (transformers config fields). transformers 5
+  ties the output head to the embedding at init; v1.1, T0 and mT5 checkpoints have their own, so
+  an untied model gets its own random head unless `separate_head` is False."""
+  torch.manual_seed(seed)
+  model = model_cls(config_cls(**{"dropout_rate": 0.0, **dims})).eval()
+  if separate_head and dims.get("tie_word_embeddings") is False:
+    config = model.config
+    model.lm_head.weight = torch.nn.Parameter(torch.randn(config.vocab_size, config.d_model))
+  return model
+
+
+def state_dict(model) -> dict:
+  """What the hub's `pytorch_model.bin` files hold: the shared embedding once, plus its copies
+  under other names."""
+  return {k: v.detach().clone() for k, v in model.state_dict().items()}
