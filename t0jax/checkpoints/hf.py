@@ -263,22 +263,25 @@ _ST_DTYPES = {
 
 
 class _SafetensorsFile:
-  """One safetensors file read by offset (see `byteio`: blocks viewed, tensors read).
+  """One safetensors file read by offset (`byteio.ByteRanges`).
 
   safetensors' own numpy reader memory-maps the file and keeps every page it touched resident
   until the file is closed: a whole 44 GB checkpoint by the end of an import. Here a tensor that
-  is kept is read into its own array, and blocks that are converted at once are views whose pages
-  are dropped after use, so the peak stays at about one tensor.
+  is kept is read into its own array, and blocks that are converted at once are read into one
+  reused buffer, so the peak stays at about one tensor.
   The header is the format's documented 8-byte length + JSON (name -> dtype, shape, offsets).
   """
 
   def __init__(self, path):
     self.path = path
+    self._file = None
     try:
       self._file = path.open("rb")
       size = int.from_bytes(self._file.read(8), "little")
       header = json.loads(self._file.read(size))
     except (OSError, ValueError) as e:
+      if self._file is not None:
+        self._file.close()
       raise CheckpointError(
         f"{path}: not a readable safetensors file ({e}); download it again."
       ) from e

@@ -229,6 +229,12 @@ class Context:
       flag_labels=[label for label, _ in flags],
     )
 
+  def parse_gin_if_given(self) -> None:
+    """`parse_gin` when any --gin_file or gin flag was given, for commands whose gin is optional
+    (predict, convert: T5Config fields a T5X checkpoint cannot tell); nothing otherwise."""
+    if self.gin_files or self.gin_flags:
+      self.parse_gin()
+
 
 def _gin_flags(args, dot_flags) -> List[Tuple[str, str]]:
   out = [(f"--gin_bindings {b!r}", b) for b in getattr(args, "gin_bindings", [])]

@@ -132,10 +132,7 @@ def _to_t0jax(args, info, vocab) -> None:
 def _body(ctx: common.Context) -> int:
   args = ctx.args
   _check_destination(epath.Path(args.dst))
-  import t0jax.model  # noqa: F401  (registers T5Config with gin, for T5X config overrides)
-
-  if ctx.gin_files or ctx.gin_flags:
-    ctx.parse_gin()
+  ctx.parse_gin_if_given()  # T5Config overrides for a T5X checkpoint
   from t0jax import checkpoints
 
   info = checkpoints.read_config(args.src, flag="SRC")

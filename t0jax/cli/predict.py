@@ -165,10 +165,7 @@ def _run(ctx: common.Context) -> None:
   if args.max_decode_length < 1:
     raise UsageError(f"--max_decode_length must be at least 1, got {args.max_decode_length}.")
   examples = _read_examples(args)
-  if ctx.gin_files or ctx.gin_flags:
-    import t0jax.model  # noqa: F401  (registers T5Config with gin, for T5X config overrides)
-
-    ctx.parse_gin()
+  ctx.parse_gin_if_given()  # T5Config overrides for a T5X checkpoint
   from t0jax import checkpoints
   from t0jax.data.vocab import find_vocabulary
 
