@@ -25,7 +25,7 @@ from flax import serialization, traverse_util
 from t0jax import checkpoints
 from t0jax.checkpoints import CheckpointError, byteio, hf, t5x, torch_bin
 from t0jax.cli import convert, predict
-from hf_models import random_t5, state_dict
+from small_models import random_t5, state_dict
 from test_predict_cli import QUESTION, _train_vocab, tzero_scores
 from t0jax.data.vocab import Vocabulary
 from t0jax.model import EncoderDecoderModel, init_params

@@ -13,22 +13,13 @@ import jax
 import numpy as np
 import pytest
 
+from small_models import DEMO_TINY
 from t0jax.cli import eval as eval_cli
 from t0jax.evaluate import data as eval_data
 from t0jax.evaluate.scorer import ChoiceScorer
-from t0jax.model import T5Config, init_params
+from t0jax.model import init_params
 
-CFG = T5Config(
-  vocab_size=896,
-  d_model=32,
-  num_heads=2,
-  head_dim=8,
-  d_ff=48,
-  num_layers=1,
-  num_decoder_layers=1,
-  relative_attention_num_buckets=8,
-  relative_attention_max_distance=16,
-)
+CFG = DEMO_TINY
 MIXTURE = "demo_heldout_score_eval"
 # One device, one length bucket per octave and few examples: few programs to compile.
 FAST = [

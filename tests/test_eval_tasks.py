@@ -13,24 +13,15 @@ import seqio
 import tensorflow as tf
 
 import t0jax.catalog as catalog
+from small_models import DEMO_TINY
 from t0jax.parallel import hosts
 from t0jax.evaluate import EvalDataError, data as eval_data, evaluate, metrics
 from t0jax.evaluate.evaluator import prompt_metadata, resolve_tasks
-from t0jax.model import T5Config, Transformer, init_params
+from t0jax.model import Transformer, init_params
 
 tf.config.set_visible_devices([], "GPU")
 
-CFG = T5Config(
-  vocab_size=896,
-  d_model=32,
-  num_heads=2,
-  head_dim=8,
-  d_ff=48,
-  num_layers=1,
-  num_decoder_layers=1,
-  relative_attention_num_buckets=8,
-  relative_attention_max_distance=16,
-)
+CFG = DEMO_TINY
 PREFIX = "test_eval_tasks_"
 COLOURS = ["red", "green", "blue", "yellow"]
 

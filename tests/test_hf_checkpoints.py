@@ -16,7 +16,7 @@ import pytest
 import torch
 import transformers
 
-from hf_models import random_t5
+from small_models import random_t5
 from t0jax.checkpoints import hf
 from t0jax.checkpoints import CheckpointError, load_hf_checkpoint, save_hf_checkpoint
 from t0jax.model import Transformer, init_params, scan_params

@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 
-from hf_models import random_t5, state_dict
+from small_models import random_t5, state_dict
 from t0jax.cli import convert, train
 from t0jax.data import settings
 from t0jax.train.writer import read_metrics

@@ -22,25 +22,16 @@ import seqio
 import tensorflow as tf
 
 import t0jax.catalog as catalog
+from small_models import DEMO_TINY
 from t0jax.data import p3, settings, source
 from t0jax.evaluate import data as eval_data, evaluate
-from t0jax.model import T5Config, Transformer, init_params
+from t0jax.model import Transformer, init_params
 from t0jax.train import trainer
 
 TRAIN_TASKS = ["demo_reviews_tone", "demo_news_topic_label"]
 TWIN = "demo_story_complete_the_sentence_score_eval"
 MIXTURE = "test_p3_data_mixture"
-CFG = T5Config(
-  vocab_size=896,
-  d_model=32,
-  num_heads=2,
-  head_dim=8,
-  d_ff=48,
-  num_layers=1,
-  num_decoder_layers=1,
-  relative_attention_num_buckets=8,
-  relative_attention_max_distance=16,
-)
+CFG = DEMO_TINY
 N_TRAIN, N_EVAL = 40, 12
 
 

@@ -17,7 +17,7 @@ import sentencepiece as spm
 import torch
 import transformers
 
-from hf_models import random_t5
+from small_models import random_t5
 from t0jax import cli
 from t0jax.cli import predict
 from t0jax.data.vocab import Vocabulary

@@ -1,8 +1,24 @@
-"""Small random Hugging Face T5 models for the tests: the one builder every test that needs a
-transformers reference model uses."""
+"""Small models for the tests: the tiny t0jax T5 over the demo vocabulary that the data and
+evaluation tests share, and the one builder of random Hugging Face T5 models every test that
+needs a transformers reference uses."""
 
 import torch
 import transformers
+
+from t0jax.model import T5Config
+
+# 896 rows: the demo vocabulary (tasks/demo/spiece.model).
+DEMO_TINY = T5Config(
+  vocab_size=896,
+  d_model=32,
+  num_heads=2,
+  head_dim=8,
+  d_ff=48,
+  num_layers=1,
+  num_decoder_layers=1,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 
 
 def random_t5(
